@@ -1,0 +1,17 @@
+//! Sans-IO core of CUSP, the Channel-based Unidirectional Stream Protocol.
+//!
+//! This crate owns no sockets, clocks or threads: time is passed in as an
+//! [`std::time::Instant`], randomness through an injected entropy source, and
+//! datagrams are handed in and pulled out by the caller. Data flows one way:
+//! datagram → [`wire`] view → channel → host → stream → application, and back.
+//!
+//! * [`wire`]: zero-copy views and writers for channel datagrams
+//!   (`spec/channel.md` §2) and stream segments (`spec/streams.md` §1).
+//! * [`crypto`]: the suites of `spec/channel.md` §3: key agreement
+//!   (`curve25519+whirlpool`, `xor`), sealing (`poly1305+aes`, `crc32`),
+//!   long-term keys.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod crypto;
+pub mod wire;
