@@ -356,7 +356,10 @@ mod tests {
         g.take_ack(now);
         assert_eq!(g.classify(99), Arrival::OutOfOrder { off: 3 });
         feed(&mut g, now, [99]);
-        assert!(g.wants_ack(), "a not-covered late datagram is acked at once");
+        assert!(
+            g.wants_ack(),
+            "a not-covered late datagram is acked at once"
+        );
         assert_eq!(g.deadline(), None);
         // an in-order arrival before the build does not replace the oop ack
         feed(&mut g, now, [103]);

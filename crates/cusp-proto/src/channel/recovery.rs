@@ -132,7 +132,13 @@ impl<T> Recovery<T> {
     ///
     /// Afterwards the caller should drain [`Recovery::on_timeout`] (the new
     /// RTT may put the oldest record's deadline in the past).
-    pub fn on_ack(&mut self, now: Instant, asn: u32, acklen: u8, mut report: impl FnMut(T, Outcome)) {
+    pub fn on_ack(
+        &mut self,
+        now: Instant,
+        asn: u32,
+        acklen: u8,
+        mut report: impl FnMut(T, Outcome),
+    ) {
         // spec: channel.md §5.4 (on_packet)
         let low = asn.wrapping_sub(u32::from(acklen));
         let mut i = 0;
@@ -315,8 +321,16 @@ mod tests {
         let got = acks(&mut r, t0 + MS, 1, 1);
         assert_eq!(got, vec![(1, Outcome::Acked)]);
         let got = acks(&mut r, t0 + MS * 2, 12, 7);
-        let missing: Vec<u64> = got.iter().filter(|x| x.1 == Outcome::Missing).map(|x| x.0).collect();
-        let acked: Vec<u64> = got.iter().filter(|x| x.1 == Outcome::Acked).map(|x| x.0).collect();
+        let missing: Vec<u64> = got
+            .iter()
+            .filter(|x| x.1 == Outcome::Missing)
+            .map(|x| x.0)
+            .collect();
+        let acked: Vec<u64> = got
+            .iter()
+            .filter(|x| x.1 == Outcome::Acked)
+            .map(|x| x.0)
+            .collect();
         assert_eq!(missing, [2, 3, 4]);
         assert_eq!(acked, (5..=12).collect::<Vec<_>>());
     }
@@ -337,7 +351,10 @@ mod tests {
             let deadline = r.timeout().expect("armed");
             assert_eq!(deadline, t0 + us * fire);
             assert_eq!(r.on_timeout(deadline - us), None, "not before the deadline");
-            assert_eq!(r.on_timeout(deadline), Some((k as u64 + 1, Outcome::Timeout)));
+            assert_eq!(
+                r.on_timeout(deadline),
+                Some((k as u64 + 1, Outcome::Timeout))
+            );
             if let Some(&want) = expected_rtt_us.get(k) {
                 assert_eq!(r.rtt(), us * want);
             }
@@ -373,7 +390,14 @@ mod tests {
         assert_eq!(r.on_send_failed(3), None);
         assert_eq!(r.rtt(), MS * 100, "no sample");
         let lost: Vec<_> = r.drain_lost().collect();
-        assert_eq!(lost, [(1, Outcome::Timeout), (2, Outcome::Timeout), (4, Outcome::Timeout)]);
+        assert_eq!(
+            lost,
+            [
+                (1, Outcome::Timeout),
+                (2, Outcome::Timeout),
+                (4, Outcome::Timeout)
+            ]
+        );
         assert_eq!(r.outstanding(), 0);
         assert_eq!(r.timeout(), None);
     }
@@ -389,7 +413,12 @@ mod tests {
         let got = acks(&mut r, t0, 1, 2);
         assert_eq!(
             got,
-            vec![(0, Outcome::Missing), (1, Outcome::Acked), (2, Outcome::Acked), (3, Outcome::Acked)]
+            vec![
+                (0, Outcome::Missing),
+                (1, Outcome::Acked),
+                (2, Outcome::Acked),
+                (3, Outcome::Acked)
+            ]
         );
     }
 
@@ -420,7 +449,7 @@ mod tests {
             let mut next_tsn = u64::from(start) + 1;
             let mut count: HashMap<u64, u32> = HashMap::new();
             let mut sent = Vec::new();
-            let mut note = |count: &mut HashMap<u64, u32>, t: u64| *count.entry(t).or_default() += 1;
+            let note = |count: &mut HashMap<u64, u32>, t: u64| *count.entry(t).or_default() += 1;
             for op in ops {
                 match op {
                     Op::Send { bytes } => {
