@@ -38,7 +38,7 @@
 //! datagram), non-empty in-order datagrams that arrived while it was pending
 //! are still unreported; the generator re-arms the 10 ms timer for them
 //! instead of waiting for the peer's next datagram as the reference does. Both
-//! additions only make acks earlier, never change their content ([LOCAL]).
+//! additions only make acks earlier, never change their content (\[LOCAL\]).
 
 // spec: channel.md §5.3
 
@@ -46,6 +46,14 @@ use std::time::Instant;
 
 use super::constants::{ACK_MASK_BITS, DELAYED_ACK, MAX_ACKLEN};
 use super::serial::{diff, is_newer};
+
+/// The older (in serial order) of `tsn` and `current`, if any.
+fn older(current: Option<u32>, tsn: u32) -> u32 {
+    match current {
+        Some(u) if is_newer(tsn, u) => u,
+        _ => tsn,
+    }
+}
 
 /// How a received peer TSN relates to the receive state
 /// (`spec/channel.md` §5.3).
@@ -66,7 +74,7 @@ pub enum Arrival {
     /// acknowledged again, timer untouched.
     Duplicate,
     /// 16 or more TSNs older than the newest: dropped silently, no ack
-    /// processing, not delivered. [BEHAV]
+    /// processing, not delivered. \[BEHAV\]
     TooOld,
 }
 
@@ -160,8 +168,8 @@ impl AckGenerator {
                 self.rasn = tsn;
                 if nonempty {
                     self.note_unreported(tsn);
-                    if self.oop.is_some() && self.unreported_since_oop.is_none() {
-                        self.unreported_since_oop = Some(tsn);
+                    if self.oop.is_some() {
+                        self.unreported_since_oop = Some(older(self.unreported_since_oop, tsn));
                     }
                     if self.timer.is_some() {
                         // second packet: ack now
@@ -182,6 +190,8 @@ impl AckGenerator {
                     if !covered {
                         self.oop = Some((newmask >> off, tsn));
                         self.unreported_since_oop = None;
+                    } else if self.oop.is_some() {
+                        self.unreported_since_oop = Some(older(self.unreported_since_oop, tsn));
                     }
                     if !covered || self.timer.is_some() {
                         self.want_ack_now();
@@ -200,10 +210,7 @@ impl AckGenerator {
     }
 
     fn note_unreported(&mut self, tsn: u32) {
-        self.unreported = Some(match self.unreported {
-            Some(u) if is_newer(tsn, u) => u,
-            _ => tsn,
-        });
+        self.unreported = Some(older(self.unreported, tsn));
     }
 
     fn want_ack_now(&mut self) {
@@ -489,7 +496,7 @@ mod tests {
         // non-empty TSN is covered by some built ack.
         let now = t0();
         let mut g = AckGenerator::new(now, false);
-        let mut covered = vec![false; 200];
+        let mut covered = [false; 200];
         for t in 1..200u32 {
             g.record(now, t, true, true);
             if g.ack_urgent() {

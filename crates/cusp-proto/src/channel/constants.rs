@@ -31,7 +31,7 @@ pub const ACK_MASK_BITS: u32 = 16;
 pub const MAX_ACKLEN: u8 = 15;
 
 /// A datagram 16 or more TSNs behind the newest received is discarded unseen
-/// (`cusp/channel/delayed-ack.fun`, §5.3, `streams.md` §0.4). [BEHAV]
+/// (`cusp/channel/delayed-ack.fun`, §5.3, `streams.md` §0.4). \[BEHAV\]
 pub const OLD_DATAGRAM_DISCARD: u32 = ACK_MASK_BITS;
 
 /// Lower clamp of the RTT estimate (`cusp/channel/fast-retransmit.fun`, §5.4).

@@ -12,35 +12,41 @@
 //!
 //! # Driving the pieces (one channel)
 //!
-//! Building a DATA datagram (`spec/channel.md` §4.8, §5.3 `pull`):
+//! Building a DATA datagram (`spec/channel.md` §4.8, §5.3 `pull`), with
+//! `tokens: Recovery<(HostToken, RenoTicket)>`:
 //!
 //! ```text
 //! tsn += 1
-//! if host has work and cc.window_open():
-//!     (filled, host_token) = host.pull(buf[..STREAM_BUDGET])
+//! if host priority ≥ 0 and cc.window_open():
+//!     (filled, host_token) = host.pull(&mut buf[..STREAM_BUDGET])
 //!     ticket = cc.on_sent(now, filled)
 //!     recovery.on_sent(now, tsn, filled, (host_token, ticket))
-//! else: pure ack, filled = 0, nothing tracked
-//! (asn, acklen) = acks.take_ack()
-//! seal header(tsn, asn, acklen, finish) + payload
+//! else:                                   -- pure ack: not tracked
+//!     filled = 0
+//! (asn, acklen) = acks.take_ack(now)
+//! seal W1(finish, tsn), W2(acklen, asn), payload[..filled]
+//! if the socket reports EMSGSIZE: recovery.on_send_failed(tsn) -> report
 //! ```
 //!
-//! Receiving an authenticated DATA datagram with peer `tsn`, `asn`, `acklen`:
+//! Receiving an authenticated DATA datagram (peer `tsn`, `asn`, `acklen`,
+//! low 32 bits of the extended values, §2.9):
 //!
 //! ```text
-//! match acks.classify(tsn):
-//!     Duplicate | TooOld => stop (not delivered, not acknowledged)
-//!     New | OutOfOrder =>
-//!         recovery.on_ack(now, asn, acklen, |(tok, ticket), outcome| {
-//!             cc.on_outcome(now, ticket, outcome); host.outcome(tok, outcome) })
-//!         while let Some(..) = recovery.on_timeout(now) { same }
-//!         accepted = host.recv(payload)
-//!         acks.record(now, tsn, accepted, !payload.is_empty())
+//! if !acks.classify(tsn).is_processed(): stop  -- duplicate / too old
+//! report = |(host_token, ticket), outcome| {
+//!     cc.on_outcome(now, ticket, outcome, rtt); host.outcome(host_token, outcome.is_acked()) }
+//! recovery.on_ack(now, asn, acklen, report)
+//! while let Some(r) = recovery.on_timeout(now): report(r)
+//! accepted = host.recv(payload)
+//! acks.record(now, tsn, accepted, !payload.is_empty())
+//! if acks.ack_urgent(): build a datagram before handing in the next one
 //! ```
 //!
 //! Timers: the channel's next deadline is the earliest of
 //! [`AckGenerator::deadline`] and [`Recovery::timeout`]; when it passes, call
-//! [`AckGenerator::on_timeout`] and drain [`Recovery::on_timeout`].
+//! [`AckGenerator::on_timeout`] and drain [`Recovery::on_timeout`]. The channel
+//! wants to send (priority +∞, §5.2) while [`AckGenerator::wants_ack`].
+//! Teardown: report everything from [`Recovery::drain_lost`].
 
 // spec: channel.md §5
 
