@@ -7,11 +7,14 @@
 //!
 //! * [`wire`]: zero-copy views and writers for channel datagrams
 //!   (`spec/channel.md` §2) and stream segments (`spec/streams.md` §1).
+//! * [`channel`]: reliability of a channel (`spec/channel.md` §5): ack
+//!   generation, loss detection and RTT, congestion control.
 //! * [`crypto`]: the suites of `spec/channel.md` §3: key agreement
 //!   (`curve25519+whirlpool`, `xor`), sealing (`poly1305+aes`, `crc32`),
 //!   long-term keys.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod channel;
 pub mod crypto;
 pub mod wire;

@@ -56,8 +56,15 @@ impl KeyMaterial {
     /// # Panics
     /// If the lengths differ or exceed 32 (a programming error, never input-driven).
     pub fn new(send: &[u8], recv: &[u8]) -> Self {
-        assert!(send.len() == recv.len() && send.len() <= 32, "key material length");
-        let mut m = KeyMaterial { send: [0; 32], recv: [0; 32], len: send.len() };
+        assert!(
+            send.len() == recv.len() && send.len() <= 32,
+            "key material length"
+        );
+        let mut m = KeyMaterial {
+            send: [0; 32],
+            recv: [0; 32],
+            len: send.len(),
+        };
         m.send[..send.len()].copy_from_slice(send);
         m.recv[..recv.len()].copy_from_slice(recv);
         m
