@@ -185,7 +185,7 @@ mod tests {
         let mut ks = [0u8; 16];
         k.apply_keystream(1, &mut ks);
         assert_eq!(hex::encode(ks), "11a9d8247577a67399c4096a9a48a6bf");
-        let mut s = Array::from(Poly1305AesKey::counter_block(1, NONCE_BLOCK_INDEX));
+        let mut s = Poly1305AesKey::counter_block(1, NONCE_BLOCK_INDEX);
         assert_eq!(hex::encode(s), "010000000000000000000000ffffffff");
         k.aes.encrypt_block(&mut s);
         assert_eq!(hex::encode(s), "582d11c8a1d531895ed8c4fd9f6939fc");
