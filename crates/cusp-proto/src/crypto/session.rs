@@ -12,6 +12,13 @@ use super::{CryptoError, KeyMaterial, SymmetricSuite};
 /// Length of the authentication tag of both symmetric suites (`macLen`).
 pub const TAG_LEN: usize = 16;
 
+const _: () = assert!(
+    crc32::TAG_LEN == TAG_LEN
+        && poly1305aes::TAG_LEN == TAG_LEN
+        && SymmetricSuite::Crc32.mac_len() == TAG_LEN
+        && SymmetricSuite::Poly1305Aes.mac_len() == TAG_LEN
+);
+
 /// Header length to pass for a WELCOME: the MAC covers bytes 0..77, nothing is encrypted.
 pub const WELCOME_HEADER_LEN: usize = 78;
 
