@@ -1,9 +1,16 @@
 //! Crypto suites of `spec/channel.md` §3.
 //!
 //! * [`suite`]: suite identifiers, 16-bit suite sets, costs, `cheapest`.
+//! * [`poly1305aes`]: AES-128 keystream and Poly1305-AES tag of `poly1305+aes` (§3.6).
+//! * [`crc32`]: the keyed checksum and tag of `crc32` (§3.5).
+//! * [`session`]: [`SessionKeys`], in-place sealing and opening of WELCOME and DATA (§3.8).
 
+pub mod crc32;
+pub mod poly1305aes;
+pub mod session;
 pub mod suite;
 
+pub use session::SessionKeys;
 pub use suite::{PublicKeySuite, PublicKeySuites, SymmetricSuite, SymmetricSuites};
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
