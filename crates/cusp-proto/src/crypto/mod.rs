@@ -1,8 +1,20 @@
 //! Crypto suites of `spec/channel.md` §3.
 //!
 //! * [`suite`]: suite identifiers, 16-bit suite sets, costs, `cheapest`.
+//! * [`field`]: constant-time GF(2^255 − 19) arithmetic (on `fiat-crypto`).
+//! * [`curve`]: full (x, y) Curve25519 points, CUSP's point encoding, group operations.
+//! * [`whirlpool`]: the raw Whirlpool compression function and `H_n`.
+//! * [`keys`]: long-term private keys, public keys, the saved-key hex format.
+//! * [`hmqv`]: the curve25519+whirlpool HMQV computation with its intermediates.
+//! * [`handshake`]: ephemeral halves and key agreement for both public-key suites.
 
+pub mod curve;
+pub mod field;
+pub mod handshake;
+pub mod hmqv;
+pub mod keys;
 pub mod suite;
+pub mod whirlpool;
 
 pub use suite::{PublicKeySuite, PublicKeySuites, SymmetricSuite, SymmetricSuites};
 
