@@ -57,7 +57,9 @@ fn curve_rhs(x: &Fe) -> Fe {
 impl Point {
     /// The generator `G = (9, y_G)` of §3.4.1.
     pub fn generator() -> Point {
-        Point { ed: ED25519_BASEPOINT_POINT }
+        Point {
+            ed: ED25519_BASEPOINT_POINT,
+        }
     }
 
     /// The point with Montgomery coordinates `(x, y)`, if it is on the curve and in
@@ -106,8 +108,9 @@ impl Point {
         if bool::from(x.is_zero()) {
             return Err(CryptoError::InvalidPoint("x = 0 (point of order 2)"));
         }
-        let y0 = Option::<Fe>::from(curve_rhs(&x).sqrt())
-            .ok_or(CryptoError::InvalidPoint("x not on the curve (z is not a square)"))?;
+        let y0 = Option::<Fe>::from(curve_rhs(&x).sqrt()).ok_or(CryptoError::InvalidPoint(
+            "x not on the curve (z is not a square)",
+        ))?;
         // Choose the root whose negativity equals the sign bit.
         let flip = y0.is_negative() ^ subtle::Choice::from(sign);
         let y = Fe::conditional_select(&y0, &(-y0), flip);
@@ -121,7 +124,7 @@ impl Point {
         let y_ed = Fe::from_bytes_mod_p(&compressed);
         let u = (Fe::ONE + y_ed) * (Fe::ONE - y_ed).invert();
         // v = ±√z; the Edwards sign bit (parity of x_ed = c·u/v) picks the root.
-        let v0 = Option::<Fe>::from(curve_rhs(&u).sqrt()).unwrap_or(Fe::ZERO);
+        let v0 = curve_rhs(&u).sqrt().unwrap_or(Fe::ZERO); // always a square here
         let x0 = C * u * v0.invert();
         let flip = x0.is_odd() ^ sign;
         let v = Fe::conditional_select(&v0, &(-v0), flip);
@@ -141,7 +144,9 @@ impl Point {
     /// scalar is not a multiple of ℓ).
     // spec: channel.md §3.4.4
     pub fn mul_base_clamped(raw: &[u8; 32]) -> Point {
-        Point { ed: EdwardsPoint::mul_base_clamped(*raw) }
+        Point {
+            ed: EdwardsPoint::mul_base_clamped(*raw),
+        }
     }
 
     /// `k·G`; `Degenerate` if `k ≡ 0 (mod ℓ)`.
@@ -202,7 +207,8 @@ mod tests {
     use curve25519_dalek::MontgomeryPoint;
     use proptest::prelude::*;
 
-    const Y_G: &str = "14781619447589544791020593568409986887264606134616475288964881837755586237401";
+    const Y_G: &str =
+        "14781619447589544791020593568409986887264606134616475288964881837755586237401";
 
     fn fe_u64(n: u64) -> Fe {
         let mut b = [0u8; 32];
@@ -213,7 +219,8 @@ mod tests {
     /// Decimal string to field element (test helper, small and slow).
     fn fe_dec(s: &str) -> Fe {
         let ten = fe_u64(10);
-        s.bytes().fold(Fe::ZERO, |acc, d| acc * ten + fe_u64(u64::from(d - b'0')))
+        s.bytes()
+            .fold(Fe::ZERO, |acc, d| acc * ten + fe_u64(u64::from(d - b'0')))
     }
 
     fn unhex32(s: &str) -> [u8; 32] {
@@ -321,10 +328,10 @@ mod tests {
         for x in 2u8..40 {
             let mut v = [0u8; 32];
             v[0] = x;
-            if let Err(CryptoError::InvalidPoint(why)) = Point::decode(&v) {
-                if why.contains("square") {
-                    nonsquare += 1;
-                }
+            if let Err(CryptoError::InvalidPoint(why)) = Point::decode(&v)
+                && why.contains("square")
+            {
+                nonsquare += 1;
             }
         }
         assert!(nonsquare > 5);
@@ -335,9 +342,15 @@ mod tests {
         // G plus a point of order 2, 4 or 8 is on the curve but outside the subgroup.
         let torsion = curve25519_dalek::constants::EIGHT_TORSION;
         for t in &torsion[1..] {
-            let p = Point { ed: ED25519_BASEPOINT_POINT + t };
+            let p = Point {
+                ed: ED25519_BASEPOINT_POINT + t,
+            };
             let enc = p.encode();
-            assert!(Point::decode(&enc).is_err(), "accepted {}", hex::encode(enc));
+            assert!(
+                Point::decode(&enc).is_err(),
+                "accepted {}",
+                hex::encode(enc)
+            );
         }
     }
 

@@ -323,7 +323,13 @@ mod tests {
     fn select() {
         let a = fe(5);
         let b = fe(7);
-        assert_eq!(Fe::conditional_select(&a, &b, Choice::from(0)).to_bytes(), a.to_bytes());
-        assert_eq!(Fe::conditional_select(&a, &b, Choice::from(1)).to_bytes(), b.to_bytes());
+        assert_eq!(
+            Fe::conditional_select(&a, &b, Choice::from(0)).to_bytes(),
+            a.to_bytes()
+        );
+        assert_eq!(
+            Fe::conditional_select(&a, &b, Choice::from(1)).to_bytes(),
+            b.to_bytes()
+        );
     }
 }

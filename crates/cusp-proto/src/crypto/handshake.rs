@@ -34,7 +34,11 @@ impl Ephemeral {
     // spec: channel.md §3.3, §3.4.4
     pub fn from_raw(suite: PublicKeySuite, raw: &[u8; 32]) -> Ephemeral {
         match suite {
-            PublicKeySuite::Xor => Ephemeral { suite, scalar: Scalar::ZERO, public: *raw },
+            PublicKeySuite::Xor => Ephemeral {
+                suite,
+                scalar: Scalar::ZERO,
+                public: *raw,
+            },
             PublicKeySuite::Curve25519Whirlpool => {
                 let clamped = Zeroizing::new(clamp(raw));
                 Ephemeral {
@@ -77,7 +81,7 @@ impl Ephemeral {
     }
 
     /// The curve25519+whirlpool agreement with its intermediates (d, e, σ).
-    /// `Degenerate` if this ephemeral belongs to the xor suite.
+    /// `WrongSuite` if this ephemeral belongs to the xor suite.
     pub fn agree_hmqv(
         &self,
         own: &PrivateKey,
@@ -86,9 +90,16 @@ impl Ephemeral {
         sym: SymmetricSuite,
     ) -> Result<HmqvOutput, CryptoError> {
         if self.suite != PublicKeySuite::Curve25519Whirlpool {
-            return Err(CryptoError::Degenerate);
+            return Err(CryptoError::WrongSuite);
         }
-        hmqv(own, &self.scalar, &self.public, peer_static, peer_ephemeral, sym)
+        hmqv(
+            own,
+            &self.scalar,
+            &self.public,
+            peer_static,
+            peer_ephemeral,
+            sym,
+        )
     }
 
     /// xor: `k1 = xorKey ⊕ y`, `k2 = b ⊕ x`; `k_send = LE64(k1)×4`, `k_recv = LE64(k2)×4`,
@@ -151,8 +162,14 @@ mod tests {
         let [d, e, sigma, send, recv] = expected;
         let a = *one.key.public_key(CURVE).as_bytes();
         let b = *two.key.public_key(CURVE).as_bytes();
-        let o1 = one.eph.agree_hmqv(&one.key, &b, two.eph.public(), sym).unwrap();
-        let o2 = two.eph.agree_hmqv(&two.key, &a, one.eph.public(), sym).unwrap();
+        let o1 = one
+            .eph
+            .agree_hmqv(&one.key, &b, two.eph.public(), sym)
+            .unwrap();
+        let o2 = two
+            .eph
+            .agree_hmqv(&two.key, &a, one.eph.public(), sym)
+            .unwrap();
         assert_eq!(hex::encode(o1.d), d);
         assert_eq!(hex::encode(o1.e), e);
         assert_eq!(hex::encode(o2.d), e);
@@ -238,9 +255,15 @@ mod tests {
     fn v1_cusp_default() {
         // ../vectors/V1-cusp-default.txt: keys and ephemeral 0 drawn from the entropy stream.
         let mut ce = seeded(128);
-        let client = Side { key: PrivateKey::generate(&mut ce), eph: Ephemeral::generate(CURVE, &mut ce) };
+        let client = Side {
+            key: PrivateKey::generate(&mut ce),
+            eph: Ephemeral::generate(CURVE, &mut ce),
+        };
         let mut se = seeded(0);
-        let server = Side { key: PrivateKey::generate(&mut se), eph: Ephemeral::generate(CURVE, &mut se) };
+        let server = Side {
+            key: PrivateKey::generate(&mut se),
+            eph: Ephemeral::generate(CURVE, &mut se),
+        };
         assert_eq!(
             hex::encode(client.key.public_key(CURVE).as_bytes()),
             "8e5fae12f4dc7537df8c9e57fd467b50f225a51c4f4d85c9b560e0589323fb36"
@@ -298,17 +321,29 @@ mod tests {
             "88898a8b8c8d8e8f909192939495969798999a9b9c9d9e9fa0a1a2a3a4a5a6a7"
         );
         let crc = SymmetricSuite::Crc32;
-        let kc = cx.agree(&ck, sk.public_key(xor).as_bytes(), sx.public(), crc).unwrap();
-        let ks = sx.agree(&sk, ck.public_key(xor).as_bytes(), cx.public(), crc).unwrap();
+        let kc = cx
+            .agree(&ck, sk.public_key(xor).as_bytes(), sx.public(), crc)
+            .unwrap();
+        let ks = sx
+            .agree(&sk, ck.public_key(xor).as_bytes(), cx.public(), crc)
+            .unwrap();
         assert_eq!(hex::encode(kc.send()), "5b5d5f5d5b555755");
         assert_eq!(hex::encode(kc.recv()), "9b9d9f9d9b656765");
         assert_eq!(hex::encode(ks.send()), "9b9d9f9d9b656765");
         assert_eq!(hex::encode(ks.recv()), "5b5d5f5d5b555755");
         // poly1305+aes with xor: the 32-byte repetition as is.
-        let k32 = cx.agree(&ck, sk.public_key(xor).as_bytes(), sx.public(), SymmetricSuite::Poly1305Aes).unwrap();
+        let k32 = cx
+            .agree(
+                &ck,
+                sk.public_key(xor).as_bytes(),
+                sx.public(),
+                SymmetricSuite::Poly1305Aes,
+            )
+            .unwrap();
         assert_eq!(hex::encode(k32.send()), "5b5d5f5d5b555755".repeat(4));
         // An xor ephemeral has no HMQV.
-        assert!(cx.agree_hmqv(&ck, sk.public_key(xor).as_bytes(), sx.public(), crc).is_err());
+        let r = cx.agree_hmqv(&ck, sk.public_key(xor).as_bytes(), sx.public(), crc);
+        assert_eq!(r.err(), Some(CryptoError::WrongSuite));
     }
 
     #[test]
@@ -361,8 +396,16 @@ mod tests {
             hostile.push(neg);
         }
         for v in &hostile {
-            assert!(eph.agree(&own, v, &good_y, sym).is_err(), "B = {}", hex::encode(v));
-            assert!(eph.agree(&own, &good_b, v, sym).is_err(), "Y = {}", hex::encode(v));
+            assert!(
+                eph.agree(&own, v, &good_y, sym).is_err(),
+                "B = {}",
+                hex::encode(v)
+            );
+            assert!(
+                eph.agree(&own, &good_b, v, sym).is_err(),
+                "Y = {}",
+                hex::encode(v)
+            );
         }
     }
 
@@ -388,7 +431,9 @@ mod tests {
     fn loopback_gives_equal_keys() {
         let (own, eph, _, peer_eph) = fixture();
         let a = *own.public_key(CURVE).as_bytes();
-        let k = eph.agree(&own, &a, peer_eph.public(), SymmetricSuite::Poly1305Aes).unwrap();
+        let k = eph
+            .agree(&own, &a, peer_eph.public(), SymmetricSuite::Poly1305Aes)
+            .unwrap();
         assert_eq!(k.send(), k.recv());
     }
 

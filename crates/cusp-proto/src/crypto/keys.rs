@@ -76,7 +76,9 @@ impl PrivateKey {
     pub fn from_hex(s: &str) -> Result<PrivateKey, CryptoError> {
         let s = s.trim().as_bytes();
         if s.len() != 2 * RECORD_LEN {
-            return Err(CryptoError::BadPrivateKey("expected 144 hex digits (72 bytes)"));
+            return Err(CryptoError::BadPrivateKey(
+                "expected 144 hex digits (72 bytes)",
+            ));
         }
         let mut record = Zeroizing::new([0u8; RECORD_LEN]);
         for (out, pair) in record.iter_mut().zip(s.chunks_exact(2)) {
@@ -95,7 +97,9 @@ impl PrivateKey {
             return Err(CryptoError::BadPrivateKey("scalar is not clamped"));
         }
         if Point::decode(&stored).is_err() {
-            return Err(CryptoError::BadPrivateKey("stored public point is not a valid point"));
+            return Err(CryptoError::BadPrivateKey(
+                "stored public point is not a valid point",
+            ));
         }
         let key = PrivateKey {
             xor_key: u64::from_le_bytes(xor),
@@ -104,7 +108,9 @@ impl PrivateKey {
             a_public: Point::mul_base_clamped(&a).encode(),
         };
         if key.a_public != stored {
-            return Err(CryptoError::BadPrivateKey("stored public point does not match the scalar"));
+            return Err(CryptoError::BadPrivateKey(
+                "stored public point does not match the scalar",
+            ));
         }
         Ok(key)
     }
@@ -127,7 +133,11 @@ impl PrivateKey {
 
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PrivateKey {{ public: {}, secrets: redacted }}", hex_upper(&self.a_public))
+        write!(
+            f,
+            "PrivateKey {{ public: {}, secrets: redacted }}",
+            hex_upper(&self.a_public)
+        )
     }
 }
 
@@ -280,7 +290,12 @@ mod tests {
         let k = key(PEERS[0].0);
         let good = k.to_hex().to_string();
         assert_eq!(*PrivateKey::from_hex(&good).unwrap().to_hex(), good);
-        assert_eq!(*PrivateKey::from_hex(&format!(" {good}\n")).unwrap().to_hex(), good);
+        assert_eq!(
+            *PrivateKey::from_hex(&format!(" {good}\n"))
+                .unwrap()
+                .to_hex(),
+            good
+        );
 
         let err = |s: &str| match PrivateKey::from_hex(s) {
             Err(CryptoError::BadPrivateKey(why)) => why,
@@ -324,6 +339,9 @@ mod tests {
         let b = PublicKey::new(PublicKeySuite::Curve25519Whirlpool, [0; 32]);
         assert!(a < b);
         assert_eq!(a.to_string(), "01".repeat(32));
-        assert_ne!(a, PublicKey::new(PublicKeySuite::Curve25519Whirlpool, [1; 32]));
+        assert_ne!(
+            a,
+            PublicKey::new(PublicKeySuite::Curve25519Whirlpool, [1; 32])
+        );
     }
 }

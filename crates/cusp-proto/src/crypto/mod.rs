@@ -36,6 +36,9 @@ pub enum CryptoError {
     /// The sealed input is shorter than the tag (or the DATA header plus tag).
     #[error("sealed datagram too short")]
     TooShort,
+    /// An operation of one public-key suite was asked of a value of another suite.
+    #[error("public-key suite mismatch")]
+    WrongSuite,
     /// A saved private key string could not be parsed.
     #[error("invalid private key: {0}")]
     BadPrivateKey(&'static str),
@@ -68,8 +71,15 @@ impl KeyMaterial {
     /// # Panics
     /// If the lengths differ or exceed 32 (a programming error, never input-driven).
     pub fn new(send: &[u8], recv: &[u8]) -> Self {
-        assert!(send.len() == recv.len() && send.len() <= 32, "key material length");
-        let mut m = KeyMaterial { send: [0; 32], recv: [0; 32], len: send.len() };
+        assert!(
+            send.len() == recv.len() && send.len() <= 32,
+            "key material length"
+        );
+        let mut m = KeyMaterial {
+            send: [0; 32],
+            recv: [0; 32],
+            len: send.len(),
+        };
         m.send[..send.len()].copy_from_slice(send);
         m.recv[..recv.len()].copy_from_slice(recv);
         m

@@ -215,9 +215,15 @@ mod tests {
     #[test]
     fn cheapest_is_lowest_cost() {
         assert_eq!(PublicKeySuites::ALL.cheapest(), Some(PublicKeySuite::Xor));
-        assert_eq!(PublicKeySuites::DEFAULTS.cheapest(), Some(PublicKeySuite::Curve25519Whirlpool));
+        assert_eq!(
+            PublicKeySuites::DEFAULTS.cheapest(),
+            Some(PublicKeySuite::Curve25519Whirlpool)
+        );
         assert_eq!(SymmetricSuites::ALL.cheapest(), Some(SymmetricSuite::Crc32));
-        assert_eq!(SymmetricSuites::from_mask(0x0002).cheapest(), Some(SymmetricSuite::Poly1305Aes));
+        assert_eq!(
+            SymmetricSuites::from_mask(0x0002).cheapest(),
+            Some(SymmetricSuite::Poly1305Aes)
+        );
         assert_eq!(SymmetricSuites::EMPTY.cheapest(), None);
         assert_eq!(SymmetricSuites::from_mask(0x8000).cheapest(), None);
     }

@@ -37,9 +37,11 @@ pub fn compress(state: &mut [u8; 64], block: &[u8; 64]) {
 /// `P || Q` from the all-zero chaining value, where `P` and `Q` are 32-byte point
 /// encodings.
 ///
-/// `out.len()` must be at most 64; longer outputs are filled with the
-/// reference's unused extension for `n > 64` (state `i` first compressed with
-/// `LE64(i) || 56 zero bytes`) so that no length can panic.
+/// CUSP uses `n ∈ {8, 16, 32}`. Longer outputs (`n > 64`, never used by the
+/// protocol) follow the spec's description of the reference's unused extension,
+/// as read here: state `i` (from the zero IV) is first compressed with
+/// `LE64(i) || 56 zero bytes`, then with `P || Q`; unverified against the
+/// reference, present only so that no length can panic.
 // spec: channel.md §3.4.5
 pub fn hash_n(p: &[u8; 32], q: &[u8; 32], out: &mut [u8]) {
     let mut block = [0u8; 64];
