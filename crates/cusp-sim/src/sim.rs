@@ -595,6 +595,12 @@ impl Sim {
         Ok(())
     }
 
+    /// Sends `tx` as if node `from` had emitted it (through its NAT and along its path),
+    /// e.g. to make a node flood or misbehave without changing its code.
+    pub fn send_from(&mut self, from: NodeId, tx: Transmit) {
+        self.send(from, tx);
+    }
+
     fn send(&mut self, from: NodeId, tx: Transmit) {
         let slot = &mut self.nodes[from.0];
         slot.stats.sent += 1;
@@ -803,5 +809,297 @@ impl Sim {
     pub fn run_until_idle(&mut self) -> Result<(), SimError> {
         while self.step()? {}
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::LossModel;
+    use crate::nodes::{Echo, Pacer, Sink};
+    use crate::scenarios::v4;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A lossy, jittery, duplicating, corrupting echo exchange; returns the full trace.
+    fn impaired_trace(seed: u64) -> Vec<TraceEvent> {
+        let mut sim = Sim::new(seed);
+        sim.enable_trace(true);
+        let (a, b) = (v4(10, 0, 0, 1, 1), v4(10, 0, 0, 2, 2));
+        let pacer = Pacer::new(sim.start(), sim.now(), b, 200, ms(2), sim.fork_rng())
+            .sizes(20, 200)
+            .jitter(ms(1));
+        let client = sim.add_node(a, pacer);
+        let server = sim.add_node(b, Echo::default());
+        let cfg = LinkConfig::default()
+            .jitter(ms(3))
+            .bandwidth(1_000_000)
+            .queue_limit(3000)
+            .loss_model(LossModel::GilbertElliott {
+                p_good_to_bad: 0.05,
+                p_bad_to_good: 0.5,
+                loss_good: 0.01,
+                loss_bad: 0.8,
+            })
+            .duplicate(0.05)
+            .reorder(0.1, ms(7))
+            .corrupt(0.05, 4);
+        sim.connect(client, server, cfg);
+        sim.run_until_idle().unwrap();
+        sim.trace().to_vec()
+    }
+
+    #[test]
+    fn same_seed_identical_trace_different_seed_different() {
+        let a = impaired_trace(11);
+        assert!(a.len() > 400, "trace too short: {}", a.len());
+        assert_eq!(a, impaired_trace(11));
+        assert_ne!(a, impaired_trace(12));
+    }
+
+    #[test]
+    fn corruption_flips_exactly_the_traced_bits() {
+        for max_bits in [1u32, 3, 8] {
+            let mut sim = Sim::new(u64::from(max_bits));
+            sim.enable_trace(true);
+            let (a, b) = (v4(10, 0, 0, 1, 1), v4(10, 0, 0, 2, 2));
+            let src = sim.add_node(a, Sink::default());
+            let dst = sim.add_node(b, Sink::default());
+            let (ab, _) = sim.connect(src, dst, LinkConfig::default().corrupt(1.0, max_bits));
+            let payloads: Vec<Vec<u8>> = (0..100u8)
+                .map(|i| vec![i; 1 + usize::from(i % 16)])
+                .collect();
+            for p in &payloads {
+                sim.node_dyn_mut(src); // mark as touched; the sink sends nothing itself
+                let tx = Transmit {
+                    destination: b,
+                    contents: p.clone(),
+                };
+                sim.send(src, tx);
+            }
+            sim.run_until_idle().unwrap();
+            let got = &sim.node::<Sink>(dst).received;
+            assert_eq!(got.len(), payloads.len());
+            let flips: Vec<&Vec<usize>> = sim
+                .trace()
+                .iter()
+                .filter_map(|e| match &e.fate {
+                    Fate::Corrupted { bits } => Some(bits),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(flips.len(), payloads.len());
+            assert_eq!(sim.link_stats(ab).corrupted, payloads.len() as u64);
+            for ((sent, recv), bits) in payloads.iter().zip(got).zip(flips) {
+                let diff: u32 = sent
+                    .iter()
+                    .zip(&recv.data)
+                    .map(|(x, y)| (x ^ y).count_ones())
+                    .sum();
+                assert_eq!(diff as usize, bits.len());
+                assert!((1..=max_bits as usize).contains(&bits.len()));
+                let mut fixed = recv.data.clone();
+                flip_bits(&mut fixed, bits);
+                assert_eq!(&fixed, sent);
+            }
+        }
+    }
+
+    #[test]
+    fn serialisation_and_latency_timing_is_exact() {
+        let mut sim = Sim::new(0);
+        let (a, b) = (v4(10, 0, 0, 1, 1), v4(10, 0, 0, 2, 2));
+        let src = sim.add_node(a, Sink::default());
+        let dst = sim.add_node(b, Sink::default());
+        // 8 Mbit/s: 972 + 28 bytes take exactly 1 ms; two back to back arrive 1 ms apart.
+        sim.connect(
+            src,
+            dst,
+            LinkConfig::default().latency(ms(5)).bandwidth(8_000_000),
+        );
+        sim.send(
+            src,
+            Transmit {
+                destination: b,
+                contents: vec![0; 972],
+            },
+        );
+        sim.send(
+            src,
+            Transmit {
+                destination: b,
+                contents: vec![1; 972],
+            },
+        );
+        sim.run_until_idle().unwrap();
+        let times: Vec<Duration> = sim
+            .node::<Sink>(dst)
+            .received
+            .iter()
+            .map(|r| r.time - sim.start())
+            .collect();
+        assert_eq!(times, [ms(6), ms(7)]);
+        assert_eq!(sim.pair_stats(src, dst).bytes, 2 * 972);
+        assert_eq!(sim.node_stats(dst).received, 2);
+    }
+
+    #[test]
+    fn shared_bottleneck_serialises_both_flows() {
+        let mut sim = Sim::new(0);
+        let s1 = sim.add_node(v4(10, 0, 0, 1, 1), Sink::default());
+        let s2 = sim.add_node(v4(10, 0, 0, 2, 1), Sink::default());
+        let d1 = sim.add_node(v4(10, 0, 1, 1, 1), Sink::default());
+        let d2 = sim.add_node(v4(10, 0, 1, 2, 1), Sink::default());
+        let bn = sim.add_link(
+            LinkConfig::default()
+                .latency(ms(1))
+                .bandwidth(8_000_000)
+                .overhead(0),
+        );
+        sim.set_path(s1, d1, &[bn]);
+        sim.set_path(s2, d2, &[bn]);
+        sim.send(
+            s1,
+            Transmit {
+                destination: sim.addr(d1),
+                contents: vec![0; 1000],
+            },
+        );
+        sim.send(
+            s2,
+            Transmit {
+                destination: sim.addr(d2),
+                contents: vec![0; 1000],
+            },
+        );
+        sim.run_until_idle().unwrap();
+        assert_eq!(sim.node::<Sink>(d1).received[0].time - sim.start(), ms(2));
+        assert_eq!(sim.node::<Sink>(d2).received[0].time - sim.start(), ms(3));
+        assert_eq!(sim.link_stats(bn).delivered, 2);
+    }
+
+    #[test]
+    fn moved_address_stops_receiving() {
+        let mut sim = Sim::new(0);
+        sim.enable_trace(false);
+        let (a, b, b2) = (v4(10, 0, 0, 1, 1), v4(10, 0, 0, 2, 2), v4(10, 0, 0, 3, 3));
+        let src = sim.add_node(a, Sink::default());
+        let dst = sim.add_node(b, Sink::default());
+        sim.send(
+            src,
+            Transmit {
+                destination: b,
+                contents: vec![1],
+            },
+        );
+        sim.set_addr(dst, b2); // the first datagram is in flight to the old address
+        sim.send(
+            src,
+            Transmit {
+                destination: b,
+                contents: vec![2],
+            },
+        );
+        sim.send(
+            src,
+            Transmit {
+                destination: b2,
+                contents: vec![3],
+            },
+        );
+        sim.run_until_idle().unwrap();
+        let got: Vec<_> = sim
+            .node::<Sink>(dst)
+            .received
+            .iter()
+            .map(|r| (r.data.clone(), r.local))
+            .collect();
+        assert_eq!(got, [(vec![3], b2)]);
+        assert_eq!(sim.stats().dropped(DropReason::Unreachable), 1);
+        assert_eq!(sim.stats().dropped(DropReason::NoRoute), 1);
+    }
+
+    /// A node whose timer is always due: a livelocked protocol.
+    struct Spinner(Instant);
+    impl Node for Spinner {
+        fn handle(&mut self, _: Instant, _: SocketAddrV4, _: SocketAddrV4, _: Vec<u8>) {}
+        fn poll_transmit(&mut self, _: Instant) -> Option<Transmit> {
+            None
+        }
+        fn poll_timeout(&mut self) -> Option<Instant> {
+            Some(self.0)
+        }
+    }
+
+    /// A node that fires a timer every millisecond forever.
+    struct Ticker(Instant);
+    impl Node for Ticker {
+        fn handle(&mut self, _: Instant, _: SocketAddrV4, _: SocketAddrV4, _: Vec<u8>) {}
+        fn poll_transmit(&mut self, _: Instant) -> Option<Transmit> {
+            None
+        }
+        fn poll_timeout(&mut self) -> Option<Instant> {
+            Some(self.0)
+        }
+        fn handle_timeout(&mut self, now: Instant) {
+            self.0 = now + ms(1);
+        }
+    }
+
+    #[test]
+    fn livelock_and_budget_end_runs() {
+        let mut sim = Sim::new(0);
+        sim.set_livelock_limits(1000, 1000);
+        let start = sim.start();
+        sim.add_node(v4(10, 0, 0, 1, 1), Spinner(start));
+        assert!(matches!(
+            sim.run_for(ms(10)),
+            Err(SimError::Livelock { .. })
+        ));
+
+        let mut sim = Sim::new(0);
+        let start = sim.now();
+        let t = sim.add_node(v4(10, 0, 0, 1, 1), Ticker(start));
+        sim.run_for(ms(100)).unwrap();
+        assert_eq!(sim.node_stats(t).timeouts, 101);
+        assert_eq!(sim.elapsed(), ms(100));
+        sim.set_step_budget(500);
+        assert!(matches!(
+            sim.run_until_idle(),
+            Err(SimError::BudgetExhausted { budget: 500, .. })
+        ));
+    }
+
+    #[test]
+    fn restart_cancels_timers_and_keeps_address() {
+        let mut sim = Sim::new(0);
+        let start = sim.now();
+        let t = sim.add_node(v4(10, 0, 0, 1, 1), Ticker(start));
+        sim.run_for(ms(10)).unwrap();
+        let old = sim.replace_node(t, Box::new(Sink::default()));
+        assert!((old.as_ref() as &dyn Any).is::<Ticker>());
+        sim.run_until_idle().unwrap();
+        assert_eq!(sim.node_stats(t).timeouts, 11);
+        sim.inject(v4(1, 2, 3, 4, 5), v4(10, 0, 0, 1, 1), b"hi".to_vec());
+        sim.run_until_idle().unwrap();
+        assert_eq!(sim.node::<Sink>(t).received[0].from, v4(1, 2, 3, 4, 5));
+    }
+
+    #[test]
+    fn run_until_with_stops_when_condition_holds() {
+        let mut sim = Sim::new(0);
+        let (a, b) = (v4(10, 0, 0, 1, 1), v4(10, 0, 0, 2, 2));
+        let pacer = Pacer::new(sim.start(), sim.now(), b, 100, ms(10), sim.fork_rng());
+        let c = sim.add_node(a, pacer);
+        sim.add_node(b, Echo::default());
+        let deadline = sim.now() + Duration::from_secs(10);
+        let done = sim
+            .run_until_with(deadline, |s| s.node::<Pacer>(c).received.len() >= 5)
+            .unwrap();
+        assert!(done);
+        // Default link: 10 ms each way, probes every 10 ms: the 5th echo arrives at 60 ms.
+        assert_eq!(sim.elapsed(), ms(60));
     }
 }

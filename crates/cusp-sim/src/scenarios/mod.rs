@@ -22,7 +22,8 @@ pub fn find(name: &str) -> Option<Scenario> {
 #[macro_export]
 macro_rules! ensure {
     ($cond:expr, $($arg:tt)+) => {
-        if !$cond {
+        let ok: bool = $cond;
+        if !ok {
             return Err(format!($($arg)+));
         }
     };
