@@ -49,6 +49,8 @@
 //! A scenario is registered by adding it to a `SCENARIOS` slice in a file under
 //! `src/scenarios/` (see [`scenarios`]); `cusp-sim run NAME --seeds N` then runs it.
 
+#![warn(missing_docs)]
+
 pub mod link;
 pub mod node;
 pub mod nodes;
