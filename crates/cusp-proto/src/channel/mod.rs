@@ -51,13 +51,73 @@
 // spec: channel.md §5
 
 pub mod ack;
+pub mod config;
 pub mod congestion;
 pub mod constants;
+pub mod context;
+pub mod established;
+pub mod handshake_timer;
+pub mod negotiation;
 pub mod recovery;
 
 pub use ack::{AckGenerator, Arrival};
+pub use config::ChannelConfig;
 pub use congestion::{CongestionControl, Reno, RenoTicket};
+pub use context::{ChannelContext, EstablishedInfo, PacketId};
+pub use established::ChannelStats;
+pub use negotiation::{Channel, ChannelState, MIN_TRANSMIT_BUFFER};
 pub use recovery::{Recovery, SentRecord};
+
+use crate::wire::MAX_TOKEN_LEN;
+
+/// The last `min(16, len)` bytes of a datagram we sent: the token a NOSTATE
+/// must echo to be accepted (`spec/channel.md` §2.6, §4.2 `tail`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Tail {
+    len: u8,
+    bytes: [u8; MAX_TOKEN_LEN],
+}
+
+impl Tail {
+    /// No datagram sent yet: matches no token (received tokens are never empty).
+    pub const EMPTY: Tail = Tail {
+        len: 0,
+        bytes: [0; MAX_TOKEN_LEN],
+    };
+
+    /// The tail of `datagram`.
+    pub fn of(datagram: &[u8]) -> Tail {
+        let n = datagram.len().min(MAX_TOKEN_LEN);
+        let mut bytes = [0; MAX_TOKEN_LEN];
+        bytes[..n].copy_from_slice(&datagram[datagram.len() - n..]);
+        Tail {
+            len: n as u8,
+            bytes,
+        }
+    }
+
+    /// The token bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// Length of the token.
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// True for [`Tail::EMPTY`].
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A received NOSTATE token echoes this tail: same length, same bytes,
+    /// compared in constant time. An empty tail matches nothing.
+    pub fn matches(&self, token: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        !self.is_empty() && bool::from(self.as_slice().ct_eq(token))
+    }
+}
 
 /// The fate of one tracked datagram, reported exactly once per datagram
 /// (`spec/channel.md` §5.1: `ACK`, `MISSING`, `TIMEOUT`, `MTU`).

@@ -20,8 +20,9 @@ pub mod seq;
 
 pub use address::{ADDRESS_LEN, munge, unmunge};
 pub use datagram::{
-    Data, DataHeader, Datagram, HEADER_LEN, MAC_LEN, MTU, MessageType, NEGOTIATION_LEN,
-    Negotiation, NegotiationBits, STREAM_BUDGET, WELCOME_LEN, Welcome,
+    Data, DataHeader, Datagram, HEADER_LEN, HELLO_LEN, MAC_LEN, MAX_TOKEN_LEN, MTU, MessageType,
+    NEGOTIATION_LEN, Negotiation, NegotiationBits, STREAM_BUDGET, WELCOME_LEN, Welcome,
+    emit_nostate, tail_token,
 };
 pub use error::WireError;
 pub use segment::{PayloadWriter, Segment, Segments};
