@@ -209,7 +209,7 @@ mod tests {
     #[test]
     fn never_reused_before_sixteen_packets_even_with_many_streams() {
         let mut ids = StreamIds::new();
-        let mut freed_at: Vec<Option<usize>> = vec![None; 64];
+        let mut freed_at: Vec<Option<usize>> = vec![None; 1 << 16];
         let mut live: Vec<u16> = vec![];
         for packet in 0..2000usize {
             ids.tick();

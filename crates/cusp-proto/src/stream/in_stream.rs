@@ -85,7 +85,10 @@ pub enum DataError {
 enum State {
     Active,
     /// The EOF position is known.
-    Shutdown { eof: u64, finished: bool },
+    Shutdown {
+        eof: u64,
+        finished: bool,
+    },
     /// Reset locally; READER_RESETS to send / in flight / acknowledged.
     Reset(ResetPhase),
     /// Reset with nothing to tell the writer (writer reset, or EOF already seen).
@@ -101,7 +104,11 @@ enum ResetPhase {
 
 #[derive(Debug, PartialEq, Eq)]
 enum TicketKind {
-    Barrier { old_reader: u64, sent: u64, prev: u64 },
+    Barrier {
+        old_reader: u64,
+        sent: u64,
+        prev: u64,
+    },
     ReaderResets,
 }
 
@@ -392,7 +399,9 @@ impl InStream {
         self.clear_buffers();
         self.state = match self.state {
             State::Active => State::Reset(ResetPhase::ToSend),
-            State::Shutdown { finished: false, .. } => State::ResetDown,
+            State::Shutdown {
+                finished: false, ..
+            } => State::ResetDown,
             s => s,
         };
     }
@@ -451,7 +460,9 @@ impl InStream {
     pub fn is_complete(&self) -> bool {
         matches!(
             self.state,
-            State::Shutdown { finished: true, .. } | State::ResetDown | State::Reset(ResetPhase::Done)
+            State::Shutdown { finished: true, .. }
+                | State::ResetDown
+                | State::Reset(ResetPhase::Done)
         )
     }
 

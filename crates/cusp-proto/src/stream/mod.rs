@@ -55,13 +55,14 @@ pub mod ids;
 pub mod in_stream;
 pub mod out_stream;
 pub mod scheduler;
+#[cfg(test)]
+mod test_util;
 
 pub use codec::write_connect;
 pub use ids::{IdsExhausted, StreamIds};
 pub use in_stream::{DataError, InStream, InStreamConfig, InStreamState, InTicket, ReadResult};
 pub use out_stream::{
-    OutStream, OutStreamConfig, OutStreamState, OutTicket, PriorityError, ShutdownError,
-    WriteError,
+    OutStream, OutStreamConfig, OutStreamState, OutTicket, PriorityError, ShutdownError, WriteError,
 };
 pub use scheduler::Scheduler;
 

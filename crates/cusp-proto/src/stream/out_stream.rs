@@ -409,7 +409,8 @@ impl OutStream {
             self.inflight.insert(off + len as u64, piece.clone());
             len += piece.len();
         }
-        let eof = self.state == State::Shutdown(Shut::Retransmit) && off + len as u64 == self.send_offset;
+        let eof =
+            self.state == State::Shutdown(Shut::Retransmit) && off + len as u64 == self.send_offset;
         if len == 0 && !eof {
             return None;
         }
@@ -455,7 +456,8 @@ impl OutStream {
                     }
                 }
                 if eof && self.state == State::Shutdown(Shut::Inflight) {
-                    self.state = State::Shutdown(if acked { Shut::Acked } else { Shut::Retransmit });
+                    self.state =
+                        State::Shutdown(if acked { Shut::Acked } else { Shut::Retransmit });
                 }
                 if acked {
                     self.bytes_acked += u64::from(len);

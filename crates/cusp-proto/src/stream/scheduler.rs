@@ -118,7 +118,8 @@ impl<K: Copy + Ord> Scheduler<K> {
 
     fn unlink(&mut self, key: K, r: &Record) {
         if r.eligible() {
-            self.order.remove(&(Reverse(Prio(r.priority)), r.stamp, key));
+            self.order
+                .remove(&(Reverse(Prio(r.priority)), r.stamp, key));
         }
         if let Some(since) = r.waiting_since {
             self.waiting.remove(&(since, r.stamp, key));
