@@ -7,14 +7,15 @@
 //! produced at some point of the receive history delivered before the send
 //! (acks may lag, §5.3), and the matching points must not go backwards.
 //!
-//! The transcripts are identical copies of `/work/shared/vectors`; only the
-//! few keys needed here are parsed.
+mod support;
 
 use std::time::{Duration, Instant};
 
+use support::vector_file::VectorFile;
+
 use cusp_proto::channel::AckGenerator;
 
-#[derive(Debug, Default)]
+/// One DATA datagram of a lossy capture, as far as the ack replay needs it.
 struct Data {
     index: usize,
     dir: String,
@@ -27,71 +28,35 @@ struct Data {
     delayed: bool,
 }
 
-fn first_token(v: &str) -> &str {
-    v.split_whitespace().next().unwrap_or("")
-}
-
-/// DATA datagrams of a `cusp-vector-1` file, in capture (send) order.
-fn parse(text: &str) -> Vec<Data> {
-    let mut out = Vec::new();
-    let mut cur: Option<Data> = None;
-    let mut is_data = false;
-    let mut flush = |cur: &mut Option<Data>, is_data: bool| {
-        if let Some(d) = cur.take()
-            && is_data
-        {
-            out.push(d);
-        }
-    };
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("[datagram ") {
-            flush(&mut cur, is_data);
-            is_data = false;
-            let index = rest.trim_end_matches(']').parse().expect("datagram index");
-            cur = Some(Data {
-                index,
-                ..Data::default()
-            });
-            continue;
-        }
-        if line.starts_with('[') {
-            flush(&mut cur, is_data);
-            is_data = false;
-            continue;
-        }
-        let Some(d) = cur.as_mut() else { continue };
-        let Some((key, value)) = line.split_once(": ") else {
-            continue;
-        };
-        let v = first_token(value);
-        match key {
-            "dir" => d.dir = v.to_string(),
-            "type" => is_data = v == "DATA",
-            "len" => d.len = v.parse().expect("len"),
-            "tsn" => d.tsn = v.parse().expect("tsn"),
-            "asn" => d.asn = v.parse().expect("asn"),
-            "acklen" => d.acklen = v.parse().expect("acklen"),
-            "relay" => d.delayed = v == "delayed",
-            "time_offset_s" => d.sent_s = v.parse().expect("time"),
-            "delivered_at_s" => {
-                d.delivered_s = value
-                    .split(|c: char| c == ',' || c.is_whitespace())
-                    .map_while(|t| t.parse::<f64>().ok())
-                    .collect();
-            }
-            _ => {}
-        }
-    }
-    flush(&mut cur, is_data);
-    out
+/// DATA datagrams of a transcript, in capture (send) order.
+fn data_datagrams(v: &VectorFile) -> Vec<Data> {
+    v.datagrams
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.get("type") == "DATA")
+        .map(|(i, d)| Data {
+            index: i + 1,
+            dir: d.get("dir").to_owned(),
+            len: d.int("len") as usize,
+            tsn: d.int("tsn") as u32,
+            asn: d.int("asn") as u32,
+            acklen: d.int("acklen") as u8,
+            sent_s: d.get("time_offset_s").parse().expect("time"),
+            delivered_s: d
+                .raw("delivered_at_s")
+                .unwrap_or("")
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .map_while(|t| t.parse::<f64>().ok())
+                .collect(),
+            delayed: d.get("relay") == "delayed",
+        })
+        .collect()
 }
 
 /// Replay what `receiver` saw and check the acks it sent. Returns
 /// (acks checked, acks that lagged behind the delivered state).
 fn replay(file: &str, receiver: &str) -> (usize, usize) {
-    let path = format!("{}/tests/data/vectors/{file}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).expect("vector file");
-    let all = parse(&text);
+    let all = data_datagrams(&VectorFile::load(file));
     assert!(!all.is_empty());
     let inbound = |d: &&Data| d.dir.ends_with(&format!("->{receiver}"));
     let outbound = |d: &&Data| d.dir.starts_with(&format!("{receiver}->"));
@@ -162,26 +127,26 @@ fn replay(file: &str, receiver: &str) -> (usize, usize) {
 
 #[test]
 fn v9_server_acks_match_generator() {
-    let (checked, lagged) = replay("V9-loss.txt", "server");
+    let (checked, lagged) = replay("V9-loss", "server");
     assert!(checked > 20);
     assert!(lagged * 2 < checked, "most acks describe the current state");
 }
 
 #[test]
 fn v9_client_acks_match_generator() {
-    let (checked, _) = replay("V9-loss.txt", "client");
+    let (checked, _) = replay("V9-loss", "client");
     assert!(checked > 100);
 }
 
 #[test]
 fn v10_server_acks_match_generator() {
-    let (checked, lagged) = replay("V10-reorder.txt", "server");
+    let (checked, lagged) = replay("V10-reorder", "server");
     assert!(checked > 20);
     assert!(lagged * 2 < checked, "most acks describe the current state");
 }
 
 #[test]
 fn v10_client_acks_match_generator() {
-    let (checked, _) = replay("V10-reorder.txt", "client");
+    let (checked, _) = replay("V10-reorder", "client");
     assert!(checked > 100);
 }

@@ -198,7 +198,7 @@ impl CongestionControl for Reno {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channel::constants::STREAM_BUDGET;
+    use crate::wire::STREAM_BUDGET;
 
     const RTT: Duration = Duration::from_millis(100);
 

@@ -6,18 +6,7 @@
 
 use std::time::Duration;
 
-/// UDP payload size the reference sends (`system/udp/udp4.sml`).
-pub const MTU: usize = 1468;
-
-/// Length of the DATA header (W1, W2), `spec/channel.md` §2.7.
-pub const DATA_HEADER_LEN: usize = 8;
-
-/// Length of the MAC of every DATA datagram (`cusp/crypto/symmetric.sml`).
-pub const MAC_LEN: usize = 16;
-
-/// Stream payload budget per DATA datagram: `MTU − 8 − 16 = 1444` bytes
-/// (derived; `spec/channel.md` §2.7, `streams.md` §0.4). A multiple of 4.
-pub const STREAM_BUDGET: usize = MTU - DATA_HEADER_LEN - MAC_LEN;
+// Byte-layout sizes (MTU, header, MAC, stream budget) live in [`crate::wire`].
 
 /// Delayed-ack timer: an ack is wanted at the latest 10 ms after the first
 /// unacknowledged non-empty datagram (`cusp/channel/delayed-ack.fun`, §5.3).
@@ -86,9 +75,12 @@ mod tests {
 
     #[test]
     fn derived_values() {
+        use crate::wire::{HEADER_LEN, MAC_LEN, MTU, STREAM_BUDGET};
         assert_eq!(STREAM_BUDGET, 1444);
         assert_eq!(STREAM_BUDGET % 4, 0);
         assert_eq!(STREAM_BUDGET as u32 + DATAGRAM_OVERHEAD, 1496);
+        assert_eq!(DATAGRAM_OVERHEAD as usize, 20 + 8 + HEADER_LEN + MAC_LEN);
+        assert_eq!(MTU, 1468);
         assert_eq!(u32::from(MAX_ACKLEN) + 1, ACK_MASK_BITS);
     }
 }

@@ -1,9 +1,30 @@
 //! Crypto suites of `spec/channel.md` §3.
 //!
 //! * [`suite`]: suite identifiers, 16-bit suite sets, costs, `cheapest`.
+//! * [`field`]: constant-time GF(2^255 − 19) arithmetic (on `fiat-crypto`).
+//! * [`curve`]: full (x, y) Curve25519 points, CUSP's point encoding, group operations.
+//! * [`whirlpool`]: the raw Whirlpool compression function and `H_n`.
+//! * [`keys`]: long-term private keys, public keys, the saved-key hex format.
+//! * [`hmqv`]: the curve25519+whirlpool HMQV computation with its intermediates.
+//! * [`handshake`]: ephemeral halves and key agreement for both public-key suites.
+//! * [`poly1305aes`]: AES-128 keystream and Poly1305-AES tag of `poly1305+aes` (§3.6).
+//! * [`crc32`]: the keyed checksum and tag of `crc32` (§3.5).
+//! * [`session`]: [`SessionKeys`], in-place sealing and opening of WELCOME and DATA (§3.8).
 
+pub mod crc32;
+pub mod curve;
+pub mod field;
+pub mod handshake;
+pub mod hmqv;
+pub mod keys;
+pub mod poly1305aes;
+pub mod session;
 pub mod suite;
+pub mod whirlpool;
 
+pub use handshake::Ephemeral;
+pub use keys::{PrivateKey, PublicKey};
+pub use session::SessionKeys;
 pub use suite::{PublicKeySuite, PublicKeySuites, SymmetricSuite, SymmetricSuites};
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -24,6 +45,9 @@ pub enum CryptoError {
     /// The sealed input is shorter than the tag (or the DATA header plus tag).
     #[error("sealed datagram too short")]
     TooShort,
+    /// An operation of one public-key suite was asked of a value of another suite.
+    #[error("public-key suite mismatch")]
+    WrongSuite,
     /// A saved private key string could not be parsed.
     #[error("invalid private key: {0}")]
     BadPrivateKey(&'static str),

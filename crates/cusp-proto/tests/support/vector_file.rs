@@ -14,7 +14,10 @@ pub struct Section {
 impl Section {
     /// The full value of the first line with `key`.
     pub fn raw(&self, key: &str) -> Option<&str> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The first space-separated token of `key`'s value; panics with context if absent.
@@ -25,12 +28,16 @@ impl Section {
 
     /// The first token of `key`'s value, if the key exists (an empty value gives "").
     pub fn try_get(&self, key: &str) -> Option<&str> {
-        self.raw(key).map(|v| v.split_whitespace().next().unwrap_or(""))
+        self.raw(key)
+            .map(|v| v.split_whitespace().next().unwrap_or(""))
     }
 
     /// All values of a repeated key, in order.
     pub fn all(&self, key: &str) -> impl Iterator<Item = &str> {
-        self.entries.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.entries
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Hex bytes of `key`, `None` when the value is `omitted`.
@@ -49,9 +56,12 @@ impl Section {
 
     /// A fixed-size hex field.
     pub fn bytes<const N: usize>(&self, key: &str) -> [u8; N] {
-        let v = self.hex(key).unwrap_or_else(|| panic!("[{}] `{key}` omitted", self.title));
-        v.try_into()
-            .unwrap_or_else(|v: Vec<u8>| panic!("[{}] `{key}` has {} bytes, want {N}", self.title, v.len()))
+        let v = self
+            .hex(key)
+            .unwrap_or_else(|| panic!("[{}] `{key}` omitted", self.title));
+        v.try_into().unwrap_or_else(|v: Vec<u8>| {
+            panic!("[{}] `{key}` has {} bytes, want {N}", self.title, v.len())
+        })
     }
 }
 
@@ -100,7 +110,8 @@ impl VectorFile {
     /// Load and parse `tests/data/vectors/NAME.txt`.
     pub fn load(name: &str) -> Self {
         let path = Self::dir().join(format!("{name}.txt"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         Self::parse(name, &text)
     }
 
@@ -113,10 +124,15 @@ impl VectorFile {
                 continue;
             }
             if let Some(t) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                sections.push(Section { title: t.to_owned(), entries: Vec::new() });
+                sections.push(Section {
+                    title: t.to_owned(),
+                    entries: Vec::new(),
+                });
                 continue;
             }
-            let (k, v) = line.split_once(':').unwrap_or_else(|| panic!("{name}: bad line {line:?}"));
+            let (k, v) = line
+                .split_once(':')
+                .unwrap_or_else(|| panic!("{name}: bad line {line:?}"));
             let cur = sections.last_mut().expect("non-empty");
             cur.entries.push((k.trim().to_owned(), v.trim().to_owned()));
         }
@@ -140,7 +156,11 @@ impl VectorFile {
                     file.sessions.insert(parse_int(arg), s);
                 }
                 "datagram" => {
-                    assert_eq!(parse_int(arg) as usize, file.datagrams.len() + 1, "{name}: datagram order");
+                    assert_eq!(
+                        parse_int(arg) as usize,
+                        file.datagrams.len() + 1,
+                        "{name}: datagram order"
+                    );
                     file.datagrams.push(s);
                 }
                 other => panic!("{name}: unknown section kind {other:?}"),
@@ -149,11 +169,6 @@ impl VectorFile {
         let declared = file.header.int("datagrams") as usize;
         assert_eq!(declared, file.datagrams.len(), "{name}: datagram count");
         file
-    }
-
-    /// The peer section for a name as used in `dir:` lines.
-    pub fn peer(&self, name: &str) -> &Section {
-        self.peers.get(name).unwrap_or_else(|| panic!("{}: no peer {name}", self.name))
     }
 }
 
@@ -168,7 +183,14 @@ pub enum SegmentLine {
     /// `CONNECT seq=S service=N`
     Connect { seq: u8, service: u16 },
     /// `DATA id=I eof=E offset_field=F offset=O len=L bytes=HEX|omitted`
-    Data { id: u16, eof: bool, offset_field: bool, offset: u32, len: usize, bytes: Option<Vec<u8>> },
+    Data {
+        id: u16,
+        eof: bool,
+        offset_field: bool,
+        offset: u32,
+        len: usize,
+        bytes: Option<Vec<u8>>,
+    },
     /// `WRITER_RESETS id=I`
     WriterResets { id: u16 },
     /// `READER_RESETS seq=S id=I`
@@ -183,9 +205,17 @@ impl SegmentLine {
         let mut words = s.split_whitespace();
         let kind = words.next().expect("segment kind");
         let kv: BTreeMap<&str, &str> = words.filter_map(|w| w.split_once('=')).collect();
-        let n = |k: &str| parse_int(kv.get(k).unwrap_or_else(|| panic!("segment {s:?} lacks {k}")));
+        let n = |k: &str| {
+            parse_int(
+                kv.get(k)
+                    .unwrap_or_else(|| panic!("segment {s:?} lacks {k}")),
+            )
+        };
         match kind {
-            "CONNECT" => SegmentLine::Connect { seq: n("seq") as u8, service: n("service") as u16 },
+            "CONNECT" => SegmentLine::Connect {
+                seq: n("seq") as u8,
+                service: n("service") as u16,
+            },
             "DATA" => SegmentLine::Data {
                 id: n("id") as u16,
                 eof: n("eof") == 1,
@@ -200,10 +230,15 @@ impl SegmentLine {
                 },
             },
             "WRITER_RESETS" => SegmentLine::WriterResets { id: n("id") as u16 },
-            "READER_RESETS" => SegmentLine::ReaderResets { seq: n("seq") as u8, id: n("id") as u16 },
-            "READER_BARRIER" => {
-                SegmentLine::ReaderBarrier { seq: n("seq") as u8, id: n("id") as u16, barrier: n("barrier") as u32 }
-            }
+            "READER_RESETS" => SegmentLine::ReaderResets {
+                seq: n("seq") as u8,
+                id: n("id") as u16,
+            },
+            "READER_BARRIER" => SegmentLine::ReaderBarrier {
+                seq: n("seq") as u8,
+                id: n("id") as u16,
+                barrier: n("barrier") as u32,
+            },
             other => panic!("unknown segment kind {other}"),
         }
     }
