@@ -1,20 +1,15 @@
 //! The few places where the stream layer touches the segment encoding
-//! (`spec/streams.md` §1.2, §1.3).
+//! (`spec/streams.md` §1.2, §1.3), delegated to [`crate::wire::segment`].
 //!
-//! Kept behind small functions so that they can follow `wire::segment`; the
-//! DATA header is written here directly because the body is gathered from
-//! several pieces straight into the packet buffer.
+//! Control segments are emitted through [`Segment::emit`]. The DATA header is
+//! written here because the body is gathered from several queued pieces
+//! straight into the packet buffer (no intermediate copy); the tests decode
+//! every DATA segment with [`Segment::parse`].
 // spec: streams.md §1.2, §1.3
 
-/// `pad4(L)`.
-pub(crate) const fn pad4(len: usize) -> usize {
-    (len + 3) & !3
-}
+use crate::wire::segment::{Segment, UNASSIGNED_ID};
 
-const T_WRITER_RESETS: u32 = 4;
-const T_READER_RESETS: u32 = 5;
-const T_READER_BARRIER: u32 = 6;
-const T_CONNECT: u32 = 7;
+pub(crate) use crate::wire::segment::pad4;
 
 /// Length of a DATA header for a segment starting at serial offset `off`:
 /// the offset field is present exactly when `off != 0`.
@@ -26,7 +21,7 @@ pub(crate) fn data_header_len(off: u32) -> usize {
 /// Writes a DATA header (types 0-3) for `len` body bytes; `buf` must hold
 /// `data_header_len(off)` bytes. The caller writes the body and padding.
 pub(crate) fn write_data_header(buf: &mut [u8], id: u16, off: u32, eof: bool, len: usize) {
-    debug_assert!(len <= crate::stream::MAX_SEGMENT_DATA && id != 0xFFFF);
+    debug_assert!(len <= super::MAX_SEGMENT_DATA && id != UNASSIGNED_ID);
     let ty = u32::from(eof) | if off != 0 { 2 } else { 0 };
     let h = ty << 28 | (len as u32 & 0xFFF) << 16 | u32::from(id);
     buf[0..4].copy_from_slice(&h.to_be_bytes());
@@ -35,26 +30,35 @@ pub(crate) fn write_data_header(buf: &mut [u8], id: u16, off: u32, eof: bool, le
     }
 }
 
+/// Emits a control segment whose room the caller has checked; the stream
+/// layer never passes id 0xFFFF or a sequence above 15, so 0 is returned only
+/// on a host bug (the segment is then simply not sent).
+fn emit(segment: Segment<'_>, buf: &mut [u8]) -> usize {
+    let r = segment.emit(buf);
+    debug_assert!(r.is_ok(), "{segment:?}: {r:?}");
+    r.unwrap_or(0)
+}
+
 /// Writes WRITER_RESETS (4 bytes).
 pub(crate) fn write_writer_resets(buf: &mut [u8], id: u16) -> usize {
-    let h = T_WRITER_RESETS << 28 | u32::from(id);
-    buf[0..4].copy_from_slice(&h.to_be_bytes());
-    4
+    emit(Segment::WriterResets { id }, buf)
 }
 
 /// Writes READER_RESETS (4 bytes).
 pub(crate) fn write_reader_resets(buf: &mut [u8], seq: u8, id: u16) -> usize {
-    let h = T_READER_RESETS << 28 | u32::from(seq & 0xF) << 24 | u32::from(id);
-    buf[0..4].copy_from_slice(&h.to_be_bytes());
-    4
+    emit(Segment::ReaderResets { seq: seq & 0xF, id }, buf)
 }
 
 /// Writes READER_BARRIER (8 bytes).
 pub(crate) fn write_reader_barrier(buf: &mut [u8], seq: u8, id: u16, barrier: u32) -> usize {
-    let h = T_READER_BARRIER << 28 | u32::from(seq & 0xF) << 24 | u32::from(id);
-    buf[0..4].copy_from_slice(&h.to_be_bytes());
-    buf[4..8].copy_from_slice(&barrier.to_be_bytes());
-    8
+    emit(
+        Segment::ReaderBarrier {
+            seq: seq & 0xF,
+            id,
+            barrier,
+        },
+        buf,
+    )
 }
 
 /// Writes a CONNECT prefix (4 bytes) carrying the writer sequence `seq` of the
@@ -63,12 +67,12 @@ pub(crate) fn write_reader_barrier(buf: &mut [u8], seq: u8, id: u16, barrier: u3
 /// The host must follow it with the out-stream's segment in the same payload.
 // spec: streams.md §1.3 CONNECT, §1.7
 pub fn write_connect(buf: &mut [u8], seq: u8, service: u16) -> usize {
-    if buf.len() < 4 {
-        return 0;
+    Segment::Connect {
+        seq: seq & 0xF,
+        service,
     }
-    let h = T_CONNECT << 28 | u32::from(seq & 0xF) << 24 | u32::from(service);
-    buf[0..4].copy_from_slice(&h.to_be_bytes());
-    4
+    .emit(buf)
+    .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -81,6 +85,7 @@ mod tests {
         let mut b = [0u8; 8];
         assert_eq!(write_connect(&mut b, 0, 23), 4);
         assert_eq!(b[..4], [0x70, 0, 0, 0x17]);
+        assert_eq!(write_connect(&mut b[..3], 0, 23), 0);
         write_data_header(&mut b, 0, 0, true, 12);
         assert_eq!(b[..4], [0x10, 0x0C, 0, 0]);
         write_data_header(&mut b, 3, 1436, false, 1432);
@@ -93,5 +98,25 @@ mod tests {
         assert_eq!(b[..4], [0x40, 0, 0, 5]);
         assert_eq!(data_header_len(0), 4);
         assert_eq!(data_header_len(1), 8);
+    }
+
+    #[test]
+    fn data_header_agrees_with_the_wire_parser() {
+        for (off, eof, len) in [
+            (0u32, false, 0usize),
+            (0, true, 5),
+            (7, false, 4092),
+            (u32::MAX, true, 1),
+        ] {
+            let mut buf = vec![0u8; 8 + pad4(len)];
+            write_data_header(&mut buf, 0x1234, off, eof, len);
+            let n = data_header_len(off) + pad4(len);
+            let (seg, m) = Segment::parse(&buf[..n]).unwrap();
+            assert_eq!(m, n);
+            assert_eq!(
+                seg,
+                Segment::data(0x1234, off, eof, &buf[n - pad4(len)..n - pad4(len) + len])
+            );
+        }
     }
 }

@@ -74,7 +74,7 @@ pub const BARRIER_INCREMENT: u32 = MIN_WINDOW / 4;
 /// The writer starts a DATA segment only if its first byte lies more than this below the barrier.
 pub const SILLY_WINDOW: u32 = 2048;
 /// Maximum `L` of one DATA segment.
-pub const MAX_SEGMENT_DATA: usize = 4092;
+pub use crate::wire::segment::MAX_SEGMENT_DATA;
 /// Upper clamp of the receive window in the reference (16 MiB margin below 2^31).
 pub const WINDOW_MAX: u32 = 0x7FFF_FFFF - 16 * (1 << 20);
 /// A packet stops taking further segments when less room than this remains.
