@@ -213,13 +213,13 @@ mod tests {
         let mut live: Vec<u16> = vec![];
         for packet in 0..2000usize {
             ids.tick();
-            if packet % 3 == 0 {
-                if let Some(id) = ids.allocate() {
-                    if let Some(t) = freed_at[usize::from(id)] {
-                        assert!(packet - t >= 16, "id {id} reused after {}", packet - t);
-                    }
-                    live.push(id);
+            if packet % 3 == 0
+                && let Some(id) = ids.allocate()
+            {
+                if let Some(t) = freed_at[usize::from(id)] {
+                    assert!(packet - t >= 16, "id {id} reused after {}", packet - t);
                 }
+                live.push(id);
             }
             if packet % 5 == 0 && !live.is_empty() {
                 let id = live.remove((packet / 5) % live.len());

@@ -179,10 +179,10 @@ impl<K: Copy + Ord> Scheduler<K> {
     /// record with the highest priority and the oldest stamp.
     // spec: streams.md §1.7 top_ready, §3.2
     pub fn top_ready(&self, now: Instant) -> Option<K> {
-        if let Some(&(since, _, key)) = self.waiting.first() {
-            if now.saturating_duration_since(since) >= self.starvation_delay {
-                return Some(key);
-            }
+        if let Some(&(since, _, key)) = self.waiting.first()
+            && now.saturating_duration_since(since) >= self.starvation_delay
+        {
+            return Some(key);
         }
         self.order.first().map(|&(_, _, key)| key)
     }
