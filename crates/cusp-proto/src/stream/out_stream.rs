@@ -364,9 +364,10 @@ impl OutStream {
     /// WRITER_RESETS after a reset, otherwise DATA (with an explicit offset
     /// unless the offset is 0 mod 2^32, with EOF when the final bytes fit).
     ///
-    /// `None` when there is nothing sendable or `buf` is too short (< 8 bytes
-    /// is always enough to decline). Segments never end beyond the barrier and
-    /// carry at most `MAX_SEGMENT_DATA` bytes.
+    /// `None` when nothing is sendable or `buf` has no room for a useful
+    /// segment (the host keeps at least `MIN_PULL_ROOM` bytes, which always
+    /// suffices). Segments never end beyond the barrier and carry at most
+    /// `MAX_SEGMENT_DATA` bytes.
     // spec: streams.md §2.1.4
     pub fn pull(&mut self, id: u16, buf: &mut [u8]) -> Option<(usize, OutTicket)> {
         if !self.wants_to_send() {
