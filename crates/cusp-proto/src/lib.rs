@@ -17,4 +17,5 @@
 
 pub mod channel;
 pub mod crypto;
+pub mod stream;
 pub mod wire;

@@ -1,0 +1,552 @@
+//! The reader side of a stream (`spec/streams.md` §2.2).
+//!
+//! Received bytes are copied once: in-order bytes into a FIFO of ready chunks,
+//! early bytes into an out-of-order map whose ranges never overlap (duplicates
+//! and overlaps are trimmed on insertion, copying only the new bytes, so a
+//! duplicate never grows memory).
+//!
+//! Memory bound: the stream accepts DATA ending at most `slack` bytes beyond
+//! the barrier it advertises (default slack: one `MIN_WINDOW`, so the reference
+//! writer's shutdown quirk of §2.1.4 does not stall on timeouts), and the
+//! barrier is at most `max_window` ahead of the application's read position.
+//! Buffered bytes are therefore at most `max_window + slack`; the number of
+//! out-of-order ranges is capped at one per 256 bytes of that credit (plus 16)
+//! so per-range bookkeeping cannot amplify memory either. Segments that would
+//! break these bounds are refused, which rejects the packet (§1.6).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+
+use super::codec::{write_reader_barrier, write_reader_resets};
+use super::{BARRIER_INCREMENT, MIN_WINDOW, WINDOW_MAX, unwrap_offset_checked};
+
+/// Per-stream settings of an [`InStream`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InStreamConfig {
+    /// Upper clamp of the receive window. Default 16 MiB (the reference allows
+    /// up to `WINDOW_MAX` ≈ 2 GiB, which would let one stream buffer that much);
+    /// values are clamped to `[MIN_WINDOW, WINDOW_MAX]`.
+    pub max_window: u32,
+    /// Tolerated overshoot of DATA beyond the advertised barrier. Default
+    /// `MIN_WINDOW` (§2.2.3 recommendation); clamped to at most `MIN_WINDOW * 16`.
+    pub slack: u32,
+}
+
+impl Default for InStreamConfig {
+    fn default() -> Self {
+        InStreamConfig {
+            max_window: 16 << 20,
+            slack: MIN_WINDOW,
+        }
+    }
+}
+
+/// API view of the stream state (`spec/streams.md` §2.2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InStreamState {
+    /// Open, or the EOF is known but bytes are still unread or missing.
+    Active,
+    /// Every byte up to the EOF was received and read.
+    Shutdown,
+    /// Reset locally or by the writer.
+    Reset,
+}
+
+/// Result of a read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadResult<T> {
+    /// Bytes (a chunk, or a count of bytes copied into the caller's buffer).
+    Data(T),
+    /// Every byte up to the EOF was read; repeatable.
+    Finished,
+    /// The stream was reset; unread data was discarded.
+    Reset,
+    /// Nothing to read yet.
+    WouldBlock,
+}
+
+/// Why a DATA segment was refused; the host must reject the whole packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DataError {
+    /// The segment ends beyond the barrier plus the tolerated slack.
+    #[error("data beyond the barrier")]
+    BeyondBarrier,
+    /// The segment contradicts a known EOF, or lies before offset 0.
+    #[error("data inconsistent with the stream's EOF or start")]
+    Inconsistent,
+    /// Too many separate out-of-order ranges buffered.
+    #[error("too many out-of-order ranges")]
+    TooFragmented,
+}
+
+// spec: streams.md §2.2.1 state
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Active,
+    /// The EOF position is known.
+    Shutdown {
+        eof: u64,
+        finished: bool,
+    },
+    /// Reset locally; READER_RESETS to send / in flight / acknowledged.
+    Reset(ResetPhase),
+    /// Reset with nothing to tell the writer (writer reset, or EOF already seen).
+    ResetDown,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ResetPhase {
+    ToSend,
+    Inflight,
+    Done,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum TicketKind {
+    Barrier {
+        old_reader: u64,
+        sent: u64,
+        prev: u64,
+    },
+    ReaderResets,
+}
+
+/// What one pulled control segment put into a packet; hand it back exactly
+/// once to [`InStream::on_packet_outcome`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct InTicket(TicketKind);
+
+/// The reader side of one stream.
+#[derive(Debug)]
+pub struct InStream {
+    state: State,
+    /// Absolute position of the first byte not yet received in order.
+    edge: u64,
+    ready: VecDeque<Bytes>,
+    ready_bytes: usize,
+    /// Out-of-order ranges, keyed by absolute start, never overlapping, all > edge.
+    ooo: BTreeMap<u64, Bytes>,
+    ooo_bytes: usize,
+    barrier: u64,
+    last_barrier: u64,
+    window: u64,
+    max_window: u64,
+    slack: u64,
+    bytes_delivered: u64,
+}
+
+impl Default for InStream {
+    fn default() -> Self {
+        Self::new(&InStreamConfig::default())
+    }
+}
+
+impl InStream {
+    /// A new ACTIVE stream with barrier and window `MIN_WINDOW`.
+    // spec: streams.md §2.2.1
+    pub fn new(config: &InStreamConfig) -> Self {
+        let w = u64::from(MIN_WINDOW);
+        InStream {
+            state: State::Active,
+            edge: 0,
+            ready: VecDeque::new(),
+            ready_bytes: 0,
+            ooo: BTreeMap::new(),
+            ooo_bytes: 0,
+            barrier: w,
+            last_barrier: w,
+            window: w,
+            max_window: u64::from(config.max_window.clamp(MIN_WINDOW, WINDOW_MAX)),
+            slack: u64::from(config.slack.min(MIN_WINDOW * 16)),
+            bytes_delivered: 0,
+        }
+    }
+
+    fn reader_offset(&self) -> u64 {
+        self.edge - self.ready_bytes as u64
+    }
+
+    fn is_reset(&self) -> bool {
+        matches!(self.state, State::Reset(_) | State::ResetDown)
+    }
+
+    // spec: streams.md §2.2.7 barrier = max_s(barrier, reader_offset + window)
+    fn update_barrier(&mut self) {
+        self.barrier = self.barrier.max(self.reader_offset() + self.window);
+    }
+
+    // ---- network side -----------------------------------------------------
+
+    /// A DATA segment at serial offset `off` (with `eof` for types 1 and 3).
+    /// `Err` means the packet must be rejected; the stream is then unchanged.
+    /// The EOF is recorded only from accepted segments.
+    // spec: streams.md §2.2.3 on_data, on_eof
+    pub fn on_data(&mut self, off: u32, data: &[u8], eof: bool) -> Result<(), DataError> {
+        let start = unwrap_offset_checked(off, self.edge).ok_or(DataError::Inconsistent)?;
+        let end = start + data.len() as u64;
+        if end > self.barrier + self.slack {
+            return Err(DataError::BeyondBarrier);
+        }
+        let known_eof = match self.state {
+            State::Shutdown { eof, .. } => Some(eof),
+            _ => None,
+        };
+        if known_eof.is_some_and(|e| end > e || (eof && end != e)) || (eof && end < self.edge) {
+            return Err(DataError::Inconsistent);
+        }
+        if self.is_reset() {
+            if eof && self.state == State::Reset(ResetPhase::ToSend) {
+                // spec: streams.md §2.2.5: once the EOF is seen nothing needs to be sent
+                self.state = State::ResetDown;
+            }
+            return Ok(());
+        }
+        if end > self.edge {
+            if start <= self.edge {
+                let skip = (self.edge - start) as usize;
+                self.feed(&data[skip..]);
+            } else {
+                self.insert_ooo(start, data)?;
+            }
+        }
+        if eof && self.state == State::Active {
+            // spec: streams.md §2.2.3 on_eof (no more barrier updates)
+            self.state = State::Shutdown {
+                eof: end,
+                finished: false,
+            };
+            self.trim_ooo_beyond(end);
+        }
+        self.update_barrier();
+        Ok(())
+    }
+
+    // spec: streams.md §2.2.3 feed
+    fn feed(&mut self, data: &[u8]) {
+        if !data.is_empty() {
+            self.ready.push_back(Bytes::copy_from_slice(data));
+            self.ready_bytes += data.len();
+            self.edge += data.len() as u64;
+        }
+        while let Some(entry) = self.ooo.first_entry() {
+            let o = *entry.key();
+            if o > self.edge {
+                break;
+            }
+            let c = entry.remove();
+            self.ooo_bytes -= c.len();
+            let e = o + c.len() as u64;
+            if e > self.edge {
+                let c = c.slice((self.edge - o) as usize..);
+                self.ready_bytes += c.len();
+                self.ready.push_back(c);
+                self.edge = e;
+            }
+        }
+    }
+
+    /// Inserts the parts of `[start, start + data.len())` not yet buffered,
+    /// copying only those bytes. Refuses (without change) if the range count
+    /// would exceed its cap.
+    fn insert_ooo(&mut self, start: u64, data: &[u8]) -> Result<(), DataError> {
+        let end = start + data.len() as u64;
+        let mut gaps: Vec<(u64, u64)> = Vec::new();
+        let mut cur = start;
+        let before = self.ooo.range(..start).next_back();
+        for (&a, c) in before.into_iter().chain(self.ooo.range(start..end)) {
+            let b = a + c.len() as u64;
+            if a > cur {
+                gaps.push((cur, a.min(end)));
+            }
+            cur = cur.max(b);
+            if cur >= end {
+                break;
+            }
+        }
+        if cur < end {
+            gaps.push((cur, end));
+        }
+        let credit = self.barrier + self.slack - self.reader_offset();
+        let cap = (credit / 256 + 16) as usize;
+        if self.ooo.len() + gaps.len() > cap {
+            return Err(DataError::TooFragmented);
+        }
+        for (a, b) in gaps {
+            let piece = &data[(a - start) as usize..(b - start) as usize];
+            self.ooo_bytes += piece.len();
+            self.ooo.insert(a, Bytes::copy_from_slice(piece));
+        }
+        Ok(())
+    }
+
+    fn trim_ooo_beyond(&mut self, eof: u64) {
+        while let Some(entry) = self.ooo.last_entry() {
+            let a = *entry.key();
+            let len = entry.get().len() as u64;
+            if a + len <= eof {
+                break;
+            }
+            if a >= eof {
+                self.ooo_bytes -= entry.remove().len();
+            } else {
+                let keep = (eof - a) as usize;
+                self.ooo_bytes -= len as usize - keep;
+                entry.into_mut().truncate(keep);
+                break;
+            }
+        }
+    }
+
+    /// WRITER_RESETS received: unread data is discarded, nothing is sent back,
+    /// the stream completes.
+    // spec: streams.md §2.2.5 on_writer_reset
+    pub fn on_writer_reset(&mut self) {
+        self.clear_buffers();
+        if !matches!(self.state, State::Reset(ResetPhase::Done)) {
+            self.state = State::ResetDown;
+        }
+    }
+
+    // ---- application side -------------------------------------------------
+
+    /// Reads one buffered chunk of at most `max` bytes (a chunk is at most one
+    /// received segment's bytes). `max == 0` is a readiness probe: an empty
+    /// `Data` if bytes are available, nothing consumed.
+    // spec: streams.md §2.2.4 read
+    pub fn read_chunk(&mut self, max: usize) -> ReadResult<Bytes> {
+        if self.is_reset() {
+            return ReadResult::Reset;
+        }
+        let Some(front) = self.ready.front_mut() else {
+            return self.end_of_data();
+        };
+        if max == 0 {
+            return ReadResult::Data(Bytes::new());
+        }
+        let give = if max >= front.len() {
+            self.ready.pop_front().expect("front exists")
+        } else {
+            front.split_to(max)
+        };
+        self.consumed(give.len());
+        ReadResult::Data(give)
+    }
+
+    /// Copies as many buffered bytes as fit into `buf`, across chunks.
+    pub fn read(&mut self, buf: &mut [u8]) -> ReadResult<usize> {
+        if self.is_reset() {
+            return ReadResult::Reset;
+        }
+        if self.ready.is_empty() {
+            return self.end_of_data();
+        }
+        let mut n = 0;
+        while n < buf.len() {
+            let Some(front) = self.ready.front_mut() else {
+                break;
+            };
+            let k = front.len().min(buf.len() - n);
+            buf[n..n + k].copy_from_slice(&front[..k]);
+            if k == front.len() {
+                self.ready.pop_front();
+            } else {
+                let _ = front.split_to(k);
+            }
+            n += k;
+        }
+        self.consumed(n);
+        ReadResult::Data(n)
+    }
+
+    /// Appends every buffered byte to `out` and returns the count.
+    pub fn read_to_vec(&mut self, out: &mut Vec<u8>) -> ReadResult<usize> {
+        if self.is_reset() {
+            return ReadResult::Reset;
+        }
+        if self.ready.is_empty() {
+            return self.end_of_data();
+        }
+        let n = self.ready_bytes;
+        out.reserve(n);
+        for c in self.ready.drain(..) {
+            out.extend_from_slice(&c);
+        }
+        self.consumed(n);
+        ReadResult::Data(n)
+    }
+
+    fn end_of_data<T>(&mut self) -> ReadResult<T> {
+        match &mut self.state {
+            State::Shutdown { eof, finished } if *eof == self.edge => {
+                *finished = true;
+                ReadResult::Finished
+            }
+            _ => ReadResult::WouldBlock,
+        }
+    }
+
+    fn consumed(&mut self, n: usize) {
+        self.ready_bytes -= n;
+        self.bytes_delivered += n as u64;
+        self.update_barrier();
+    }
+
+    /// Application reset: buffers are dropped; a READER_RESETS is scheduled
+    /// unless the EOF was already seen (then the stream just completes).
+    // spec: streams.md §2.2.5 reset
+    pub fn reset(&mut self) {
+        self.clear_buffers();
+        self.state = match self.state {
+            State::Active => State::Reset(ResetPhase::ToSend),
+            State::Shutdown {
+                finished: false, ..
+            } => State::ResetDown,
+            s => s,
+        };
+    }
+
+    fn clear_buffers(&mut self) {
+        self.ready.clear();
+        self.ooo.clear();
+        self.ready_bytes = 0;
+        self.ooo_bytes = 0;
+    }
+
+    /// API state (`spec/streams.md` §2.2.1).
+    pub fn state(&self) -> InStreamState {
+        match self.state {
+            State::Reset(_) | State::ResetDown => InStreamState::Reset,
+            State::Shutdown { eof, .. } if eof == self.edge && self.ready.is_empty() => {
+                InStreamState::Shutdown
+            }
+            _ => InStreamState::Active,
+        }
+    }
+
+    /// Bytes received in order but not yet read (`queuedUnread`).
+    pub fn ready_bytes(&self) -> usize {
+        self.ready_bytes
+    }
+
+    /// Bytes buffered out of order (`queuedOutOfOrder`).
+    pub fn out_of_order_bytes(&self) -> usize {
+        self.ooo_bytes
+    }
+
+    /// Bytes handed to the application (`bytesReceived`).
+    pub fn bytes_delivered(&self) -> u64 {
+        self.bytes_delivered
+    }
+
+    /// The current receive window.
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// The current barrier (absolute position; the wire carries it mod 2^32).
+    pub fn barrier(&self) -> u64 {
+        self.barrier
+    }
+
+    // ---- host side --------------------------------------------------------
+
+    /// Every byte up to the EOF has arrived (§2.2.8 "unassigned").
+    pub fn all_received(&self) -> bool {
+        matches!(self.state, State::Shutdown { eof, .. } if eof == self.edge)
+    }
+
+    /// The stream is done: Finished was read, or a reset ended (§2.2.8).
+    pub fn is_complete(&self) -> bool {
+        matches!(
+            self.state,
+            State::Shutdown { finished: true, .. }
+                | State::ResetDown
+                | State::Reset(ResetPhase::Done)
+        )
+    }
+
+    /// The host should release the id and bump the reader sequence (once):
+    /// the stream is unassigned or complete (§1.5, §2.2.8).
+    pub fn id_releasable(&self) -> bool {
+        self.all_received() || self.is_complete()
+    }
+
+    /// A barrier update is due: the barrier advanced at least
+    /// `BARRIER_INCREMENT` beyond the value last sent (§2.2.2).
+    pub fn barrier_update_due(&self) -> bool {
+        self.state == State::Active
+            && self.barrier - self.last_barrier >= u64::from(BARRIER_INCREMENT)
+    }
+
+    /// `+inf` while a READER_BARRIER or READER_RESETS is to be sent, else `-inf`.
+    // spec: streams.md §2.2.2, §3.2
+    pub fn scheduling_priority(&self) -> f32 {
+        if self.barrier_update_due() || self.state == State::Reset(ResetPhase::ToSend) {
+            f32::INFINITY
+        } else {
+            f32::NEG_INFINITY
+        }
+    }
+
+    /// Writes READER_BARRIER (8 bytes) or READER_RESETS (4 bytes) for stream
+    /// `id` with reader sequence `seq`; `None` if nothing is due or `buf` is short.
+    // spec: streams.md §2.2.6 pull
+    pub fn pull(&mut self, id: u16, seq: u8, buf: &mut [u8]) -> Option<(usize, InTicket)> {
+        if self.state == State::Reset(ResetPhase::ToSend) {
+            if buf.len() < 4 {
+                return None;
+            }
+            self.state = State::Reset(ResetPhase::Inflight);
+            let n = write_reader_resets(buf, seq, id);
+            return Some((n, InTicket(TicketKind::ReaderResets)));
+        }
+        if !self.barrier_update_due() || buf.len() < 8 {
+            return None;
+        }
+        let ticket = TicketKind::Barrier {
+            old_reader: self.reader_offset(),
+            sent: self.barrier,
+            prev: self.last_barrier,
+        };
+        self.last_barrier = self.barrier;
+        let n = write_reader_barrier(buf, seq, id, self.barrier as u32);
+        Some((n, InTicket(ticket)))
+    }
+
+    /// The channel acknowledged or lost the packet carrying the ticket's
+    /// segment. An acked barrier adapts the window to twice the bytes read
+    /// since it was sent; a lost one re-arms the update if nothing newer was
+    /// sent; a lost READER_RESETS is sent again.
+    // spec: streams.md §2.2.6 ack(ok)
+    pub fn on_packet_outcome(&mut self, ticket: InTicket, acked: bool) {
+        match ticket.0 {
+            TicketKind::ReaderResets => {
+                if self.state == State::Reset(ResetPhase::Inflight) {
+                    self.state = State::Reset(if acked {
+                        ResetPhase::Done
+                    } else {
+                        ResetPhase::ToSend
+                    });
+                }
+            }
+            TicketKind::Barrier {
+                old_reader,
+                sent,
+                prev,
+            } => {
+                if acked {
+                    let new_reader = self.reader_offset();
+                    let w = 2 * new_reader.saturating_sub(old_reader);
+                    self.window = w.clamp(u64::from(MIN_WINDOW), self.max_window);
+                    self.update_barrier();
+                } else if self.last_barrier == sent {
+                    self.last_barrier = prev;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

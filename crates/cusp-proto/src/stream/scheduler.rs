@@ -1,0 +1,351 @@
+//! The intra-host priority scheduler (`spec/streams.md` §3.2).
+//!
+//! Every stream of a host has one record. Eligible records (priority above
+//! `-inf`) are ordered by priority, highest first, then by a strictly
+//! increasing stamp that is renewed whenever the record is served, so streams
+//! of equal priority take turns segment by segment. Control work uses `+inf`.
+//! Insert, remove, priority change and selection are `O(log n)`.
+//!
+//! # Anti-starvation rule for negative priorities (spec §8 Q9)
+//!
+//! As in the reference, negative-priority work does not by itself make the
+//! host announce a packet, and it is served only after all non-negative work,
+//! so it normally fills spare room. To keep it from starving forever, a record
+//! with negative priority that has been eligible without being served for
+//! `starvation_delay` (default [`DEFAULT_STARVATION_DELAY`] = 250 ms) is
+//! *boosted*: [`Scheduler::top_ready`] returns it ahead of everything (for one
+//! segment; serving it restarts its clock) and [`Scheduler::announce`] reports
+//! at least priority `0.0`, so the channel builds a packet for it if its
+//! congestion window allows. The rest of that packet is filled in normal
+//! order, which includes the negative stream when nothing else is pending.
+//! Result: a negative-priority stream gets at least one segment per
+//! `starvation_delay` (≈ 5.7 kB/s for 1436-byte segments) however busy the
+//! host is, and a full packet per `starvation_delay` when the host is
+//! otherwise idle; it never triggers more traffic than that. The host should
+//! arm a timer for [`Scheduler::next_boost`] to re-announce.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// Default delay after which waiting negative-priority work is boosted.
+pub const DEFAULT_STARVATION_DELAY: Duration = Duration::from_millis(250);
+
+/// A priority with a total order (`-0.0` is treated as `0.0`; NaN is never stored).
+#[derive(Clone, Copy, Debug)]
+struct Prio(f32);
+
+impl PartialEq for Prio {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Prio {}
+impl PartialOrd for Prio {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Prio {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    priority: f32,
+    stamp: u64,
+    /// For eligible negative priorities: when the record started waiting.
+    waiting_since: Option<Instant>,
+}
+
+impl Record {
+    fn eligible(&self) -> bool {
+        self.priority > f32::NEG_INFINITY
+    }
+}
+
+/// Per-host scheduler over records keyed by `K` (the host's stream handle).
+#[derive(Debug)]
+pub struct Scheduler<K> {
+    records: BTreeMap<K, Record>,
+    /// Eligible records: (priority desc, stamp asc).
+    order: BTreeSet<(Reverse<Prio>, u64, K)>,
+    /// Eligible negative records by waiting time: (since, stamp, key).
+    waiting: BTreeSet<(Instant, u64, K)>,
+    next_stamp: u64,
+    starvation_delay: Duration,
+}
+
+impl<K: Copy + Ord> Default for Scheduler<K> {
+    fn default() -> Self {
+        Self::new(DEFAULT_STARVATION_DELAY)
+    }
+}
+
+impl<K: Copy + Ord> Scheduler<K> {
+    /// An empty scheduler boosting negative work after `starvation_delay`.
+    pub fn new(starvation_delay: Duration) -> Self {
+        Scheduler {
+            records: BTreeMap::new(),
+            order: BTreeSet::new(),
+            waiting: BTreeSet::new(),
+            next_stamp: 0,
+            starvation_delay,
+        }
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when there are no records.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// True if `key` has a record.
+    pub fn contains(&self, key: K) -> bool {
+        self.records.contains_key(&key)
+    }
+
+    fn stamp(&mut self) -> u64 {
+        self.next_stamp += 1;
+        self.next_stamp
+    }
+
+    fn unlink(&mut self, key: K, r: &Record) {
+        if r.eligible() {
+            self.order
+                .remove(&(Reverse(Prio(r.priority)), r.stamp, key));
+        }
+        if let Some(since) = r.waiting_since {
+            self.waiting.remove(&(since, r.stamp, key));
+        }
+    }
+
+    fn link(&mut self, key: K, r: &mut Record, now: Instant) {
+        if r.eligible() {
+            self.order.insert((Reverse(Prio(r.priority)), r.stamp, key));
+        }
+        if r.eligible() && r.priority < 0.0 {
+            let since = *r.waiting_since.get_or_insert(now);
+            self.waiting.insert((since, r.stamp, key));
+        } else {
+            r.waiting_since = None;
+        }
+        self.records.insert(key, *r);
+    }
+
+    /// Adds a record (stamped as the newest) or, if present, updates its priority.
+    // spec: streams.md §3.2 (last_sent starts at creation, strictly increasing stamp)
+    pub fn insert(&mut self, key: K, priority: f32, now: Instant) {
+        if self.records.contains_key(&key) {
+            return self.set_priority(key, priority, now);
+        }
+        let mut r = Record {
+            priority: normalize(priority),
+            stamp: self.stamp(),
+            waiting_since: None,
+        };
+        self.link(key, &mut r, now);
+    }
+
+    /// Changes a record's priority, effective for the next selection; `-inf`
+    /// (or NaN) makes it ineligible. Unknown keys are ignored.
+    pub fn set_priority(&mut self, key: K, priority: f32, now: Instant) {
+        let Some(mut r) = self.records.get(&key).copied() else {
+            return;
+        };
+        self.unlink(key, &r);
+        let p = normalize(priority);
+        if !(p < 0.0 && p > f32::NEG_INFINITY) {
+            r.waiting_since = None;
+        }
+        r.priority = p;
+        self.link(key, &mut r, now);
+    }
+
+    /// Removes a record (stream complete).
+    pub fn remove(&mut self, key: K) {
+        if let Some(r) = self.records.remove(&key) {
+            self.unlink(key, &r);
+        }
+    }
+
+    /// The record to serve next: a boosted starving record, else the eligible
+    /// record with the highest priority and the oldest stamp.
+    // spec: streams.md §1.7 top_ready, §3.2
+    pub fn top_ready(&self, now: Instant) -> Option<K> {
+        if let Some(&(since, _, key)) = self.waiting.first()
+            && now.saturating_duration_since(since) >= self.starvation_delay
+        {
+            return Some(key);
+        }
+        self.order.first().map(|&(_, _, key)| key)
+    }
+
+    /// Restamps a record after it was pulled (round robin among equals).
+    pub fn mark_sent(&mut self, key: K, now: Instant) {
+        let Some(mut r) = self.records.get(&key).copied() else {
+            return;
+        };
+        self.unlink(key, &r);
+        r.stamp = self.stamp();
+        r.waiting_since = None;
+        self.link(key, &mut r, now);
+    }
+
+    /// The priority the host announces to its channel: the best eligible
+    /// priority if it is `>= 0`, at least `0.0` while a negative record is
+    /// boosted, otherwise `-inf` (nothing that justifies a packet).
+    // spec: streams.md §3.2 (announce only priorities >= 0)
+    pub fn announce(&self, now: Instant) -> f32 {
+        let best = self
+            .order
+            .first()
+            .map_or(f32::NEG_INFINITY, |&(Reverse(p), _, _)| p.0);
+        if best >= 0.0 {
+            return best;
+        }
+        match self.next_boost() {
+            Some(t) if t <= now => 0.0,
+            _ => f32::NEG_INFINITY,
+        }
+    }
+
+    /// When the oldest waiting negative record is (or was) boosted; the host
+    /// re-announces at that time if it lies in the future.
+    pub fn next_boost(&self) -> Option<Instant> {
+        self.waiting
+            .first()
+            .map(|&(since, _, _)| since + self.starvation_delay)
+    }
+
+    /// Current priority of a record.
+    pub fn priority(&self, key: K) -> Option<f32> {
+        self.records.get(&key).map(|r| r.priority)
+    }
+}
+
+fn normalize(p: f32) -> f32 {
+    if p.is_nan() {
+        f32::NEG_INFINITY
+    } else {
+        p + 0.0 // turns -0.0 into 0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    #[test]
+    fn priority_order_and_round_robin() {
+        let now = t0();
+        let mut s = Scheduler::default();
+        s.insert(1u32, 0.0, now);
+        s.insert(2, 0.0, now);
+        s.insert(3, 5.0, now);
+        s.insert(4, f32::NEG_INFINITY, now);
+        assert_eq!(s.top_ready(now), Some(3));
+        s.set_priority(3, f32::NEG_INFINITY, now);
+        let mut served = vec![];
+        for _ in 0..4 {
+            let k = s.top_ready(now).unwrap();
+            served.push(k);
+            s.mark_sent(k, now);
+        }
+        assert_eq!(served, [1, 2, 1, 2]);
+        assert_eq!(s.announce(now), 0.0);
+    }
+
+    #[test]
+    fn control_first_and_priority_change_immediate() {
+        let now = t0();
+        let mut s = Scheduler::default();
+        s.insert(1u32, 3.0, now);
+        s.insert(2, f32::INFINITY, now);
+        assert_eq!(s.top_ready(now), Some(2));
+        assert_eq!(s.announce(now), f32::INFINITY);
+        s.remove(2);
+        s.insert(3, 1.0, now);
+        assert_eq!(s.top_ready(now), Some(1));
+        s.set_priority(3, 7.5, now);
+        assert_eq!(s.top_ready(now), Some(3));
+        s.set_priority(3, f32::NAN, now);
+        assert_eq!(s.top_ready(now), Some(1));
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn zero_signs_are_equal() {
+        let now = t0();
+        let mut s = Scheduler::default();
+        s.insert(1u32, 0.0, now);
+        s.insert(2, -0.0, now);
+        s.mark_sent(1, now);
+        assert_eq!(s.top_ready(now), Some(2));
+        assert_eq!(s.announce(now), 0.0);
+    }
+
+    #[test]
+    fn negative_work_rides_along_and_is_boosted_when_starving() {
+        let now = t0();
+        let d = Duration::from_millis(100);
+        let mut s = Scheduler::new(d);
+        s.insert(1u32, -1.0, now);
+        // Not announced on its own, but eligible for spare room.
+        assert_eq!(s.announce(now), f32::NEG_INFINITY);
+        assert_eq!(s.top_ready(now), Some(1));
+        assert_eq!(s.next_boost(), Some(now + d));
+        // After the delay it is announced.
+        assert_eq!(s.announce(now + d), 0.0);
+        // A busy higher-priority stream cannot starve it forever.
+        s.insert(2, 10.0, now);
+        assert_eq!(s.top_ready(now + d / 2), Some(2));
+        assert_eq!(s.top_ready(now + d), Some(1));
+        s.mark_sent(1, now + d);
+        assert_eq!(s.top_ready(now + d), Some(2));
+        assert_eq!(s.next_boost(), Some(now + 2 * d));
+        assert_eq!(s.top_ready(now + 2 * d), Some(1));
+        // Priority changes among negatives keep the waiting clock.
+        s.set_priority(1, -2.0, now + 2 * d);
+        assert_eq!(s.next_boost(), Some(now + 2 * d));
+        // Becoming non-negative or ineligible clears it.
+        s.set_priority(1, f32::NEG_INFINITY, now + 2 * d);
+        assert_eq!(s.next_boost(), None);
+        s.set_priority(1, -2.0, now + 3 * d);
+        assert_eq!(s.next_boost(), Some(now + 4 * d));
+        s.remove(1);
+        assert_eq!(s.next_boost(), None);
+        assert_eq!(s.top_ready(now + 9 * d), Some(2));
+    }
+
+    #[test]
+    fn many_records_stay_consistent() {
+        let now = t0();
+        let mut s = Scheduler::default();
+        for k in 0..100u32 {
+            s.insert(k, (k % 7) as f32, now);
+        }
+        for k in (0..100).step_by(3) {
+            s.remove(k);
+        }
+        let mut last = f32::INFINITY;
+        while let Some(k) = s.top_ready(now) {
+            let p = s.priority(k).unwrap();
+            assert!(p <= last);
+            last = p;
+            s.set_priority(k, f32::NEG_INFINITY, now);
+        }
+        assert_eq!(s.len(), 66);
+        assert_eq!(s.announce(now), f32::NEG_INFINITY);
+    }
+}
