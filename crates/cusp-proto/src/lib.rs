@@ -7,8 +7,11 @@
 //!
 //! * [`wire`]: zero-copy views and writers for channel datagrams
 //!   (`spec/channel.md` §2) and stream segments (`spec/streams.md` §1).
-//! * [`channel`]: reliability of a channel (`spec/channel.md` §5): ack
-//!   generation, loss detection and RTT, congestion control.
+//! * [`channel`]: one channel per remote address (`spec/channel.md` §4, §5):
+//!   negotiation, sealing, acks, loss detection and RTT, congestion control.
+//! * [`stream`]: per-stream algorithms (`spec/streams.md` §1-§3): out-streams,
+//!   in-streams, flow control, the priority scheduler, stream ids.
+//! * [`endpoint`]: channels by address and the host layer above them.
 //! * [`crypto`]: the suites of `spec/channel.md` §3: key agreement
 //!   (`curve25519+whirlpool`, `xor`), sealing (`poly1305+aes`, `crc32`),
 //!   long-term keys.
@@ -17,5 +20,6 @@
 
 pub mod channel;
 pub mod crypto;
+pub mod endpoint;
 pub mod stream;
 pub mod wire;
