@@ -847,12 +847,6 @@ impl Host {
         v.sort_unstable();
         v
     }
-
-    /// Priority of a scheduler record (tests).
-    #[cfg(test)]
-    pub(super) fn record_priority(&self, h: StreamHandle) -> Option<f32> {
-        self.sched.priority(h)
-    }
 }
 
 /// Bytes handed to a write: borrowed (copied) or shared.
