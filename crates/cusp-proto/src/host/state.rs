@@ -366,7 +366,7 @@ impl Host {
         if !r.reported
             && let Some(delivered) = s.shutdown_result()
         {
-            if r.app_shutdown && !(r.app_reset && !delivered) {
+            if r.app_shutdown && (delivered || !r.app_reset) {
                 ctx.events.push(HostEvent::StreamFinished {
                     handle: h,
                     delivered,

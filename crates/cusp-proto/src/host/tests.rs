@@ -224,10 +224,8 @@ fn one_stream_bytes_arrive() {
     let st = a.t.host_info(&b.key).unwrap().stats;
     assert!(st.bytes_sent > 300_000);
     assert_eq!(st.queued_inflight + st.queued_to_retransmit, 0);
-    assert_eq!(b.t.host_info(&a.key).unwrap().stats.bytes_received, {
-        let sb = a.t.host_info(&b.key).unwrap().stats.bytes_sent;
-        sb
-    });
+    let sent = a.t.host_info(&b.key).unwrap().stats.bytes_sent;
+    assert_eq!(b.t.host_info(&a.key).unwrap().stats.bytes_received, sent);
 }
 
 #[test]
