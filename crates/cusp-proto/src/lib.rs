@@ -11,6 +11,8 @@
 //!   negotiation, sealing, acks, loss detection and RTT, congestion control.
 //! * [`stream`]: per-stream algorithms (`spec/streams.md` §1-§3): out-streams,
 //!   in-streams, flow control, the priority scheduler, stream ids.
+//! * [`host`]: hosts by public key, their streams and services (`spec/streams.md`
+//!   §3, §4.2-§4.5): the [`endpoint::host_layer::HostLayer`] of real applications.
 //! * [`endpoint`]: channels by address and the host layer above them.
 //! * [`crypto`]: the suites of `spec/channel.md` §3: key agreement
 //!   (`curve25519+whirlpool`, `xor`), sealing (`poly1305+aes`, `crc32`),
@@ -21,5 +23,6 @@
 pub mod channel;
 pub mod crypto;
 pub mod endpoint;
+pub mod host;
 pub mod stream;
 pub mod wire;

@@ -64,4 +64,12 @@ pub trait HostLayer {
 
     /// The next channel request, if any (polled after every call into the layer).
     fn poll_channel_request(&mut self) -> Option<ChannelRequest>;
+
+    /// Negotiation towards `remote` gave up before ESTABLISHED (timeout, FAIL,
+    /// unreachable; `spec/streams.md` §4.4 "when rec is destroyed before
+    /// that"): streams parked for a contact to that address fail. The default
+    /// does nothing, for layers without pending contacts.
+    fn on_connect_failed(&mut self, now: Instant, remote: SocketAddrV4) {
+        let _ = (now, remote);
+    }
 }

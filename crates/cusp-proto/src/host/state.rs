@@ -1,0 +1,878 @@
+//! One host: the streams to and from one peer, their scheduler and id tables,
+//! packet assembly and payload dispatch (`spec/streams.md` §1.6, §1.7, §3).
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::SocketAddrV4;
+use std::time::Instant;
+
+use crate::channel::PacketId;
+use crate::crypto::PublicKey;
+use crate::stream::{
+    InStream, InStreamState, InTicket, MIN_PULL_ROOM, OutStream, OutStreamState, OutTicket,
+    Scheduler, StreamIds, write_connect,
+};
+use crate::wire::segment::{Segment, Segments};
+
+use super::config::HostConfig;
+use super::types::{HostEvent, HostStats, StreamHandle};
+
+/// Who holds a stream record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Owner {
+    Host(PublicKey),
+    /// Parked on a contact waiting for the channel to this address.
+    Pending(SocketAddrV4),
+}
+
+/// The application event queue, deduplicating the level-like events
+/// (readable, writable, address change) so it stays bounded by the number of
+/// streams and hosts.
+#[derive(Debug, Default)]
+pub(super) struct Events {
+    queue: VecDeque<HostEvent>,
+    queued: HashSet<HostEvent>,
+}
+
+impl Events {
+    pub(super) fn push(&mut self, e: HostEvent) {
+        let dedup = matches!(
+            e,
+            HostEvent::StreamReadable(_)
+                | HostEvent::StreamWritable(_)
+                | HostEvent::HostAddressChanged(_)
+        );
+        if dedup && !self.queued.insert(e) {
+            return;
+        }
+        self.queue.push_back(e);
+    }
+
+    pub(super) fn pop(&mut self) -> Option<HostEvent> {
+        let e = self.queue.pop_front()?;
+        self.queued.remove(&e);
+        Some(e)
+    }
+}
+
+/// What the host needs from the table while it works.
+pub(super) struct Ctx<'a> {
+    pub now: Instant,
+    pub config: &'a HostConfig,
+    pub events: &'a mut Events,
+    pub owners: &'a mut HashMap<StreamHandle, Owner>,
+    pub next_handle: &'a mut u64,
+    pub advertised: &'a BTreeSet<u16>,
+}
+
+impl Ctx<'_> {
+    pub(super) fn new_handle(&mut self, owner: Owner) -> StreamHandle {
+        *self.next_handle += 1;
+        let h = StreamHandle(*self.next_handle);
+        self.owners.insert(h, owner);
+        h
+    }
+}
+
+/// Byte counts a record contributes to the host counters (§4.12).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Acct {
+    ooo: usize,
+    unread: usize,
+    inflight: usize,
+    retransmit: usize,
+}
+
+/// An out-stream record (§3.1).
+#[derive(Debug)]
+pub(super) struct OutRec {
+    pub stream: OutStream,
+    /// Wire id, assigned at first pull (§1.8).
+    pub id: Option<u16>,
+    /// Non-zero until a packet carrying one of the stream's segments is acked.
+    pub connect_service: u16,
+    /// The service connected to (kept for queries).
+    pub service: u16,
+    /// Holds a `StreamIds` reservation (no id yet).
+    pub reserved: bool,
+    pub app_shutdown: bool,
+    pub app_reset: bool,
+    /// A write was cut short: wake the application when space returns.
+    pub blocked: bool,
+    /// The final event (finished / reset) was queued.
+    pub reported: bool,
+    /// Restarted after a wipe: served first until its first pull (§3.8).
+    pub boosted: bool,
+    acct: Acct,
+    live: bool,
+}
+
+impl OutRec {
+    pub(super) fn new(stream: OutStream, service: u16) -> Self {
+        OutRec {
+            stream,
+            id: None,
+            connect_service: service,
+            service,
+            reserved: false,
+            app_shutdown: false,
+            app_reset: false,
+            blocked: false,
+            reported: false,
+            boosted: false,
+            acct: Acct::default(),
+            live: false,
+        }
+    }
+}
+
+/// An in-stream record (§3.1).
+#[derive(Debug)]
+pub(super) struct InRec {
+    pub stream: InStream,
+    pub id: u16,
+    pub service: u16,
+    /// The reader sequence was bumped and the id unmapped (§2.2.8).
+    id_released: bool,
+    /// The application was told about the stream (listener or advertisement).
+    visible: bool,
+    pub app_reset: bool,
+    reported: bool,
+    acct: Acct,
+    live: bool,
+}
+
+/// What one pulled segment needs back when its packet resolves.
+#[derive(Debug)]
+enum Ticket {
+    Out(OutTicket),
+    In(InTicket),
+}
+
+/// One remote peer (§3.1).
+#[derive(Debug)]
+pub(super) struct Host {
+    pub key: PublicKey,
+    pub remote: SocketAddrV4,
+    pub local: SocketAddrV4,
+    pub bound: bool,
+    sched: Scheduler<StreamHandle>,
+    ids: StreamIds,
+    pub outs: HashMap<StreamHandle, OutRec>,
+    pub ins: HashMap<StreamHandle, InRec>,
+    in_by_id: HashMap<u16, StreamHandle>,
+    out_by_id: HashMap<u16, StreamHandle>,
+    pub listeners: BTreeSet<u16>,
+    pub listen_counter: u16,
+    packets: HashMap<PacketId, Vec<(StreamHandle, Ticket)>>,
+    /// Out-streams cut short by the host-wide send limit.
+    host_blocked: BTreeSet<StreamHandle>,
+    pub stats: HostStats,
+    pub live_streams: usize,
+    /// Idle-channel teardown (§3.7).
+    pub disconnect_at: Option<Instant>,
+    /// Resume promise / recent use keeps the host until then (§3.8, §3.10).
+    pub keep_until: Instant,
+    /// Last application or network activity (eviction order).
+    pub last_active: Instant,
+}
+
+impl Host {
+    pub(super) fn new(
+        key: PublicKey,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        now: Instant,
+        config: &HostConfig,
+    ) -> Self {
+        Host {
+            key,
+            remote,
+            local,
+            bound: false,
+            sched: Scheduler::default(),
+            ids: StreamIds::new(),
+            outs: HashMap::new(),
+            ins: HashMap::new(),
+            in_by_id: HashMap::new(),
+            out_by_id: HashMap::new(),
+            listeners: BTreeSet::new(),
+            listen_counter: 0,
+            packets: HashMap::new(),
+            host_blocked: BTreeSet::new(),
+            stats: HostStats {
+                bytes_sent: 0,
+                bytes_received: 0,
+                last_send: now,
+                last_receive: now,
+                queued_out_of_order: 0,
+                queued_unread: 0,
+                queued_inflight: 0,
+                queued_to_retransmit: 0,
+            },
+            live_streams: 0,
+            disconnect_at: None,
+            keep_until: now + config.keep_alive,
+            last_active: now,
+        }
+    }
+
+    /// `isZombie`: no live streams (§3.1).
+    pub(super) fn is_zombie(&self) -> bool {
+        self.live_streams == 0
+    }
+
+    /// `effectivelyDead`: zombie and no per-host listeners (§3.1).
+    pub(super) fn effectively_dead(&self) -> bool {
+        self.is_zombie() && self.listeners.is_empty()
+    }
+
+    /// The priority announced to the channel (§3.2): `>= 0` or `-inf`.
+    pub(super) fn announce(&self, now: Instant) -> f32 {
+        self.sched.announce(now)
+    }
+
+    /// When a starving negative-priority record will be boosted.
+    pub(super) fn next_boost(&self) -> Option<Instant> {
+        self.sched.next_boost()
+    }
+
+    /// Bytes all out-streams hold unacknowledged.
+    pub(super) fn out_buffered(&self) -> usize {
+        self.stats.queued_inflight + self.stats.queued_to_retransmit
+    }
+
+    // spec: streams.md §3.7 check_zombie
+    fn check_zombie(&mut self, ctx: &Ctx<'_>) {
+        if !self.bound {
+            return;
+        }
+        if !self.is_zombie() {
+            self.disconnect_at = None;
+        } else if self.disconnect_at.is_none() {
+            self.disconnect_at = Some(ctx.now + ctx.config.idle_linger);
+        }
+    }
+
+    pub(super) fn bind(&mut self, ctx: &mut Ctx<'_>) {
+        self.bound = true;
+        self.disconnect_at = None;
+        self.check_zombie(ctx);
+    }
+
+    // ---- stream creation ----------------------------------------------------
+
+    /// Adds an out-stream (from `connect`, or a contact's parked stream):
+    /// reserves its id and inserts its scheduler record. `false` when the
+    /// host's out-stream limit or id space is exhausted (§8 Q5).
+    // spec: streams.md §3.6
+    pub(super) fn add_out(&mut self, ctx: &mut Ctx<'_>, h: StreamHandle, mut rec: OutRec) -> bool {
+        if self.outs.len() >= ctx.config.out_stream_limit() || self.ids.reserve().is_err() {
+            return false;
+        }
+        rec.reserved = true;
+        ctx.owners.insert(h, Owner::Host(self.key));
+        self.sched.insert(h, f32::NEG_INFINITY, ctx.now);
+        self.outs.insert(h, rec);
+        self.last_active = ctx.now;
+        self.keep_until = self.keep_until.max(ctx.now + ctx.config.keep_alive);
+        self.refresh_out(ctx, h);
+        true
+    }
+
+    /// An accepted CONNECT creates in-stream `id` for `service` and
+    /// dispatches it: per-host listener, else advertisement, else reset at
+    /// once (§3.5). `false` when the in-stream limit is reached.
+    // spec: streams.md §3.5
+    fn create_in_stream(&mut self, ctx: &mut Ctx<'_>, id: u16, service: u16) -> bool {
+        if self.ins.len() >= ctx.config.max_in_streams {
+            return false;
+        }
+        let h = ctx.new_handle(Owner::Host(self.key));
+        let visible = self.listeners.contains(&service) || ctx.advertised.contains(&service);
+        let mut stream = InStream::new(&ctx.config.in_stream);
+        if !visible {
+            // spec: streams.md §3.5 2.3: nobody listens; whether READER_RESETS goes
+            // back depends on the EOF of the following segment (§2.2.5).
+            stream.reset();
+        }
+        self.ins.insert(
+            h,
+            InRec {
+                stream,
+                id,
+                service,
+                id_released: false,
+                visible,
+                app_reset: false,
+                reported: false,
+                acct: Acct::default(),
+                live: false,
+            },
+        );
+        self.in_by_id.insert(id, h);
+        self.sched.insert(h, f32::NEG_INFINITY, ctx.now);
+        if visible {
+            ctx.events.push(HostEvent::IncomingStream {
+                peer: self.key,
+                service,
+                handle: h,
+            });
+        }
+        self.refresh_in(ctx, h, false);
+        true
+    }
+
+    // ---- bookkeeping after every stream event -------------------------------
+
+    fn apply_acct(&mut self, old: Acct, new: Acct) {
+        let s = &mut self.stats;
+        s.queued_out_of_order = s.queued_out_of_order - old.ooo + new.ooo;
+        s.queued_unread = s.queued_unread - old.unread + new.unread;
+        s.queued_inflight = s.queued_inflight - old.inflight + new.inflight;
+        s.queued_to_retransmit = s.queued_to_retransmit - old.retransmit + new.retransmit;
+    }
+
+    fn apply_live(&mut self, old: bool, new: bool) {
+        match (old, new) {
+            (false, true) => self.live_streams += 1,
+            (true, false) => self.live_streams -= 1,
+            _ => {}
+        }
+    }
+
+    /// Re-reads an out-stream after anything happened to it: scheduler
+    /// priority, counters, liveness, application events, and retirement once
+    /// complete (id released into the cooldown ring, §1.8, §2.1.7).
+    pub(super) fn refresh_out(&mut self, ctx: &mut Ctx<'_>, h: StreamHandle) {
+        let Some(r) = self.outs.get_mut(&h) else {
+            return;
+        };
+        let s = &r.stream;
+        let mut prio = s.scheduling_priority();
+        if r.boosted && prio > f32::NEG_INFINITY {
+            // spec: streams.md §3.8 restarted streams go first
+            prio = f32::MAX;
+        }
+        let acct = Acct {
+            ooo: 0,
+            unread: 0,
+            inflight: s.inflight_bytes(),
+            retransmit: s.queued_bytes(),
+        };
+        let live = s.state() != OutStreamState::Reset;
+        let (old_acct, old_live) = (r.acct, r.live);
+        r.acct = acct;
+        r.live = live;
+        if !r.reported
+            && let Some(delivered) = s.shutdown_result()
+        {
+            if r.app_shutdown && (delivered || !r.app_reset) {
+                ctx.events.push(HostEvent::StreamFinished {
+                    handle: h,
+                    delivered,
+                });
+            } else if !r.app_reset && !r.app_shutdown {
+                ctx.events.push(HostEvent::StreamReset(h));
+            }
+            r.reported = true;
+        } else if r.blocked && s.writable_space() > 0 {
+            r.blocked = false;
+            ctx.events.push(HostEvent::StreamWritable(h));
+        }
+        let complete = s.is_complete();
+        self.sched.set_priority(h, prio, ctx.now);
+        self.apply_acct(old_acct, acct);
+        self.apply_live(old_live, live);
+        if complete {
+            self.retire_out(ctx, h);
+        }
+        self.check_zombie(ctx);
+    }
+
+    fn retire_out(&mut self, ctx: &mut Ctx<'_>, h: StreamHandle) {
+        let Some(r) = self.outs.remove(&h) else {
+            return;
+        };
+        self.sched.remove(h);
+        self.host_blocked.remove(&h);
+        ctx.owners.remove(&h);
+        if let Some(id) = r.id {
+            self.out_by_id.remove(&id);
+            self.ids.release(id);
+        } else if r.reserved {
+            self.ids.cancel_reservation();
+        }
+        self.apply_acct(r.acct, Acct::default());
+        self.apply_live(r.live, false);
+    }
+
+    /// Re-reads an in-stream: priority, counters, id release once unassigned
+    /// (§2.2.8), events (`notify`: new network input), retirement once complete.
+    pub(super) fn refresh_in(&mut self, ctx: &mut Ctx<'_>, h: StreamHandle, notify: bool) {
+        let Some(r) = self.ins.get_mut(&h) else {
+            return;
+        };
+        let s = &r.stream;
+        let prio = s.scheduling_priority();
+        let acct = Acct {
+            ooo: s.out_of_order_bytes(),
+            unread: s.ready_bytes(),
+            inflight: 0,
+            retransmit: 0,
+        };
+        let state = s.state();
+        let live = state != InStreamState::Reset;
+        let (old_acct, old_live) = (r.acct, r.live);
+        r.acct = acct;
+        r.live = live;
+        let mut release = None;
+        if !r.id_released && s.id_releasable() {
+            r.id_released = true;
+            release = Some(r.id);
+        }
+        if r.visible && !r.reported && state == InStreamState::Reset {
+            r.reported = true;
+            if !r.app_reset {
+                ctx.events.push(HostEvent::StreamReset(h));
+            }
+        } else if r.visible && notify && (s.ready_bytes() > 0 || s.all_received()) {
+            ctx.events.push(HostEvent::StreamReadable(h));
+        }
+        let complete = s.is_complete();
+        if let Some(id) = release {
+            // spec: streams.md §1.5 reader sequence increments once per incarnation
+            self.ids.bump_reader_seq(id);
+            if self.in_by_id.get(&id) == Some(&h) {
+                self.in_by_id.remove(&id);
+            }
+        }
+        self.sched.set_priority(h, prio, ctx.now);
+        self.apply_acct(old_acct, acct);
+        self.apply_live(old_live, live);
+        if complete {
+            self.ins.remove(&h);
+            self.sched.remove(h);
+            ctx.owners.remove(&h);
+            self.apply_acct(acct, Acct::default());
+            self.apply_live(live, false);
+        }
+        self.check_zombie(ctx);
+    }
+
+    /// After acknowledgements freed host-wide send room: wake the streams
+    /// the host limit had cut short.
+    fn wake_host_blocked(&mut self, ctx: &mut Ctx<'_>) {
+        if self.host_blocked.is_empty() || self.out_buffered() >= ctx.config.max_host_send_buffer {
+            return;
+        }
+        for h in std::mem::take(&mut self.host_blocked) {
+            if let Some(r) = self.outs.get_mut(&h) {
+                r.blocked = false;
+                ctx.events.push(HostEvent::StreamWritable(h));
+            }
+        }
+    }
+
+    /// Application write through the host-wide send limit.
+    pub(super) fn write(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        h: StreamHandle,
+        data: WriteData<'_>,
+    ) -> Option<Result<usize, crate::stream::WriteError>> {
+        let room = ctx
+            .config
+            .max_host_send_buffer
+            .saturating_sub(self.out_buffered());
+        let r = self.outs.get_mut(&h)?;
+        let res = data.write_to(&mut r.stream, room);
+        if let Ok(n) = res
+            && n < data.len()
+        {
+            r.blocked = true;
+            if n == room {
+                self.host_blocked.insert(h);
+            }
+        }
+        self.last_active = ctx.now;
+        self.refresh_out(ctx, h);
+        Some(res)
+    }
+
+    // ---- packet assembly ----------------------------------------------------
+
+    /// Fills `buf` with the host's next payload and remembers the tickets
+    /// under `packet`.
+    // spec: streams.md §1.7 pull_payload, §3.4
+    pub(super) fn pull(&mut self, ctx: &mut Ctx<'_>, buf: &mut [u8], packet: PacketId) -> usize {
+        if self.packets.len() >= ctx.config.max_outstanding_packets {
+            return 0;
+        }
+        self.ids.tick();
+        let budget = buf.len() & !3;
+        let mut used = 0;
+        let mut tickets: Vec<(StreamHandle, Ticket)> = Vec::new();
+        let mut parked: Vec<StreamHandle> = Vec::new();
+        while budget - used >= MIN_PULL_ROOM {
+            let Some(h) = self.sched.top_ready(ctx.now) else {
+                break;
+            };
+            self.sched.mark_sent(h, ctx.now);
+            let room = &mut buf[used..budget];
+            let pulled = if let Some(r) = self.outs.get_mut(&h) {
+                let id = match r.id {
+                    Some(id) => id,
+                    None => match self.ids.allocate() {
+                        Some(id) => {
+                            r.id = Some(id);
+                            r.reserved = false;
+                            self.out_by_id.insert(id, h);
+                            id
+                        }
+                        None => {
+                            // Every free id is cooling down: try again next packet.
+                            self.sched.set_priority(h, f32::NEG_INFINITY, ctx.now);
+                            parked.push(h);
+                            continue;
+                        }
+                    },
+                };
+                let mut n = 0;
+                if r.connect_service != 0 {
+                    n = write_connect(room, self.ids.writer_seq(id), r.connect_service);
+                }
+                r.boosted = false;
+                r.stream
+                    .pull(id, &mut room[n..])
+                    .map(|(m, t)| (n + m, Ticket::Out(t)))
+            } else if let Some(r) = self.ins.get_mut(&h) {
+                r.stream
+                    .pull(r.id, self.ids.reader_seq(r.id), room)
+                    .map(|(m, t)| (m, Ticket::In(t)))
+            } else {
+                self.sched.remove(h);
+                continue;
+            };
+            match pulled {
+                Some((n, t)) => {
+                    used += n;
+                    tickets.push((h, t));
+                    self.refresh(ctx, h, false);
+                }
+                None => {
+                    // Nothing after all (a CONNECT written above is simply not counted).
+                    self.refresh(ctx, h, false);
+                    break;
+                }
+            }
+        }
+        for h in parked {
+            self.refresh(ctx, h, false);
+        }
+        if !tickets.is_empty() {
+            self.packets.insert(packet, tickets);
+        }
+        self.stats.bytes_sent += used as u64;
+        self.stats.last_send = ctx.now;
+        used
+    }
+
+    fn refresh(&mut self, ctx: &mut Ctx<'_>, h: StreamHandle, notify: bool) {
+        if self.outs.contains_key(&h) {
+            self.refresh_out(ctx, h);
+        } else {
+            self.refresh_in(ctx, h, notify);
+        }
+    }
+
+    /// Fans a packet's fate out to its tickets; an ack clears the CONNECT
+    /// prefix of every out-stream in it (§1.7, §3.4).
+    // spec: streams.md §1.7 ack(ok)
+    pub(super) fn on_packet_outcome(&mut self, ctx: &mut Ctx<'_>, packet: PacketId, acked: bool) {
+        let Some(tickets) = self.packets.remove(&packet) else {
+            return;
+        };
+        for (h, t) in tickets {
+            match t {
+                Ticket::Out(t) => {
+                    if let Some(r) = self.outs.get_mut(&h) {
+                        r.stream.on_packet_outcome(t, acked);
+                        if acked {
+                            r.connect_service = 0;
+                        }
+                    }
+                }
+                Ticket::In(t) => {
+                    if let Some(r) = self.ins.get_mut(&h) {
+                        r.stream.on_packet_outcome(t, acked);
+                    }
+                }
+            }
+            self.refresh(ctx, h, false);
+        }
+        self.wake_host_blocked(ctx);
+    }
+
+    // ---- payload dispatch ---------------------------------------------------
+
+    /// Applies an authenticated payload; `false` rejects it (not acknowledged).
+    /// The whole payload is validated first (§1.6 note), so a malformed one
+    /// changes nothing; a refusal for flow control (barrier, limits) may come
+    /// after earlier segments were applied, which is idempotent.
+    // spec: streams.md §1.6 recv_payload
+    pub(super) fn recv(&mut self, ctx: &mut Ctx<'_>, payload: &[u8]) -> bool {
+        if Segments::validate(payload).is_err() {
+            return false;
+        }
+        let mut connect: Option<(u8, u16)> = None;
+        for seg in Segments::new(payload) {
+            let Ok(seg) = seg else {
+                return false;
+            };
+            if let Some((seq, service)) = connect.take() {
+                // spec: streams.md §1.6 case 7 (the pair is one unit)
+                let id = match seg {
+                    Segment::Data { id, .. } | Segment::WriterResets { id } => id,
+                    _ => return false,
+                };
+                if seq != self.ids.reader_seq(id) {
+                    continue; // stale CONNECT of an older incarnation: skip the pair
+                }
+                if !self.in_by_id.contains_key(&id) && !self.create_in_stream(ctx, id, service) {
+                    return false;
+                }
+            }
+            let ok = match seg {
+                Segment::Connect { seq, service } => {
+                    connect = Some((seq, service));
+                    true
+                }
+                Segment::Data {
+                    id,
+                    offset,
+                    eof,
+                    bytes,
+                    ..
+                } => self.recv_data(ctx, id, offset, eof, bytes),
+                Segment::WriterResets { id } => {
+                    if let Some(&h) = self.in_by_id.get(&id) {
+                        if let Some(r) = self.ins.get_mut(&h) {
+                            r.stream.on_writer_reset();
+                        }
+                        self.refresh_in(ctx, h, true);
+                    }
+                    true
+                }
+                Segment::ReaderResets { seq, id } => {
+                    if let Some(h) = self.writer_record(seq, id) {
+                        if let Some(r) = self.outs.get_mut(&h) {
+                            r.stream.on_reader_reset();
+                        }
+                        self.refresh_out(ctx, h);
+                    }
+                    true
+                }
+                Segment::ReaderBarrier { seq, id, barrier } => {
+                    if let Some(h) = self.writer_record(seq, id) {
+                        if let Some(r) = self.outs.get_mut(&h) {
+                            r.stream.on_barrier(barrier);
+                        }
+                        self.refresh_out(ctx, h);
+                    }
+                    true
+                }
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if connect.is_some() {
+            return false; // unreachable after validation: CONNECT never ends a payload
+        }
+        self.stats.bytes_received += payload.len() as u64;
+        self.stats.last_receive = ctx.now;
+        self.last_active = ctx.now;
+        true
+    }
+
+    /// The out-stream addressed by a reader segment, after the sequence check.
+    // spec: streams.md §1.6 case 5, 6
+    fn writer_record(&self, seq: u8, id: u16) -> Option<StreamHandle> {
+        if seq != self.ids.writer_seq(id) {
+            return None;
+        }
+        self.out_by_id.get(&id).copied()
+    }
+
+    // spec: streams.md §1.6 case 0..3
+    fn recv_data(&mut self, ctx: &mut Ctx<'_>, id: u16, off: u32, eof: bool, data: &[u8]) -> bool {
+        let Some(&h) = self.in_by_id.get(&id) else {
+            return true; // unknown or finished stream: skip silently
+        };
+        let Some(r) = self.ins.get_mut(&h) else {
+            return true;
+        };
+        // Host-wide receive limit: refuse data that would add to a full host.
+        let edge = r.stream.bytes_delivered() + r.stream.ready_bytes() as u64;
+        let ahead = off.wrapping_sub(edge as u32) as i32;
+        let new_end = (ahead as i64) + data.len() as i64;
+        let limit = ctx.config.max_host_recv_buffer;
+        let full = if ahead > 0 {
+            self.stats.queued_unread + self.stats.queued_out_of_order >= limit
+        } else {
+            new_end > 0 && self.stats.queued_unread >= limit
+        };
+        if full && r.stream.state() != InStreamState::Reset {
+            return false;
+        }
+        if r.stream.on_data(off, data, eof).is_err() {
+            return false;
+        }
+        self.refresh_in(ctx, h, true);
+        true
+    }
+
+    // ---- channel replacement and destruction ---------------------------------
+
+    /// Resolves every outstanding packet as lost (the channel that carried
+    /// them is gone for good).
+    fn lose_all_packets(&mut self, ctx: &mut Ctx<'_>) {
+        let ids: Vec<PacketId> = self.packets.keys().copied().collect();
+        for p in ids {
+            self.on_packet_outcome(ctx, p, false);
+        }
+    }
+
+    /// `wipe_state`: the peer lost our state (§3.8). In-streams and
+    /// acknowledged out-streams are reset without sending anything;
+    /// never-acknowledged out-streams restart under new ids with CONNECT.
+    // spec: streams.md §3.8 wipe_state
+    pub(super) fn wipe(&mut self, ctx: &mut Ctx<'_>) {
+        self.lose_all_packets(ctx);
+        let ins: Vec<StreamHandle> = self.ins.keys().copied().collect();
+        for h in ins {
+            if let Some(r) = self.ins.get_mut(&h) {
+                r.stream.on_writer_reset(); // reset, nothing is sent
+            }
+            self.refresh_in(ctx, h, false);
+        }
+        let mut outs: Vec<StreamHandle> = self.outs.keys().copied().collect();
+        outs.sort_unstable();
+        let mut kept = Vec::new();
+        for h in outs {
+            let Some(r) = self.outs.get_mut(&h) else {
+                continue;
+            };
+            if r.connect_service == 0 || r.stream.state() == OutStreamState::Reset {
+                r.stream.on_reader_reset();
+                self.refresh_out(ctx, h);
+            } else {
+                kept.push(h);
+            }
+        }
+        // Every remaining record is a kept out-stream; rebuild the tables.
+        self.ids.wipe();
+        self.in_by_id.clear();
+        self.out_by_id.clear();
+        self.listen_counter = 0;
+        for h in &kept {
+            self.sched.remove(*h);
+        }
+        for h in kept {
+            let Some(r) = self.outs.get_mut(&h) else {
+                continue;
+            };
+            r.id = None;
+            r.reserved = self.ids.reserve().is_ok(); // cannot fail: fewer than 65 535 streams
+            r.boosted = true;
+            r.stream.restart_after_wipe();
+            self.sched.insert(h, f32::NEG_INFINITY, ctx.now);
+            self.refresh_out(ctx, h);
+        }
+    }
+
+    /// Host destruction or eviction (§3.9): every stream is reset, the
+    /// application gets its final events, nothing is sent.
+    pub(super) fn destroy(&mut self, ctx: &mut Ctx<'_>) {
+        self.lose_all_packets(ctx);
+        let ins: Vec<StreamHandle> = self.ins.keys().copied().collect();
+        for h in ins {
+            if let Some(r) = self.ins.get_mut(&h) {
+                r.stream.on_writer_reset();
+            }
+            self.refresh_in(ctx, h, false);
+            // A reset in-stream that still owed READER_RESETS stays; drop it.
+            if let Some(r) = self.ins.remove(&h) {
+                self.sched.remove(h);
+                ctx.owners.remove(&h);
+                self.apply_acct(r.acct, Acct::default());
+                self.apply_live(r.live, false);
+            }
+        }
+        let outs: Vec<StreamHandle> = self.outs.keys().copied().collect();
+        for h in outs {
+            if let Some(r) = self.outs.get_mut(&h) {
+                r.stream.on_reader_reset();
+            }
+            self.refresh_out(ctx, h);
+        }
+    }
+
+    /// Drops streams that are not live any more but still drain control
+    /// segments (an unbound host being purged).
+    pub(super) fn drop_draining(&mut self, ctx: &mut Ctx<'_>) {
+        self.destroy(ctx);
+    }
+
+    /// Live (not reset) in-streams, sorted.
+    pub(super) fn in_handles(&self) -> Vec<StreamHandle> {
+        let mut v: Vec<_> = self
+            .ins
+            .iter()
+            .filter(|(_, r)| r.live)
+            .map(|(&h, _)| h)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Live (not reset) out-streams, sorted.
+    pub(super) fn out_handles(&self) -> Vec<StreamHandle> {
+        let mut v: Vec<_> = self
+            .outs
+            .iter()
+            .filter(|(_, r)| r.live)
+            .map(|(&h, _)| h)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Bytes handed to a write: borrowed (copied) or shared.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum WriteData<'a> {
+    Slice(&'a [u8]),
+    Bytes(&'a bytes::Bytes),
+}
+
+impl WriteData<'_> {
+    fn len(&self) -> usize {
+        match self {
+            WriteData::Slice(s) => s.len(),
+            WriteData::Bytes(b) => b.len(),
+        }
+    }
+
+    /// Writes at most `room` bytes into `s`.
+    pub(super) fn write_to(
+        &self,
+        s: &mut OutStream,
+        room: usize,
+    ) -> Result<usize, crate::stream::WriteError> {
+        match *self {
+            WriteData::Slice(d) => s.write(&d[..d.len().min(room)]),
+            WriteData::Bytes(b) => s.write_bytes(&b.slice(..b.len().min(room))),
+        }
+    }
+}
