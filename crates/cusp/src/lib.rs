@@ -1,0 +1,2 @@
+//! Tokio runtime for CUSP.
+pub mod udp;
