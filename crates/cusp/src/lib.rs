@@ -11,5 +11,7 @@
 //! Coming next: the `Endpoint` and stream API, driving the sans-IO core of `cusp-proto` over
 //! [`udp::UdpIo`].
 
+#![warn(missing_docs)]
+
 pub mod relay;
 pub mod udp;
