@@ -379,34 +379,22 @@ impl<C: CongestionControl + Default> Channel<C> {
                 self.state = State::Closed { token: Some(tail) };
                 self.progress(now);
             }
-            State::Sent { offer, .. } => {
-                // spec: channel.md §4.3 process_WELCOME_in_SENT
-                let confirmed = confirm_welcome(&offer.agreed, &w.bits)
-                    .then(|| self.derive(&offer.half, w, ctx))
-                    .flatten()
-                    .filter(|keys| open_welcome(keys, datagram));
-                match confirmed {
-                    Some(keys) => {
-                        let peer = PublicKey::new(offer.half.suite(), w.static_key);
-                        let (no_encrypt, resume, local_addr) =
-                            (w.bits.no_encrypt, w.bits.resume, w.address);
-                        let agreement = Agreement {
-                            keys,
-                            peer,
-                            no_encrypt,
-                            resume,
-                            local_addr,
-                        };
-                        self.establish(now, agreement, true, ctx);
-                    }
-                    None => {
-                        self.state = State::Sent {
-                            offer,
-                            token: Some(tail),
-                        };
-                        self.progress(now);
-                    }
+            State::Sent { offer, token } if self.unverified.is_some() => {
+                // A WELCOME costs a key agreement before its MAC can be checked;
+                // on a channel an unverified address created, spend it only within
+                // the endpoint's admission budget (otherwise spoofed WELCOMEs would
+                // buy unlimited key agreements). Refused: ignored, the peer's
+                // WELCOME timer retransmits it.
+                if ctx.admit_key_agreement(now) {
+                    self.state = State::Sent { offer, token };
+                    self.welcome_in_sent(now, w, datagram, tail, ctx);
+                } else {
+                    self.state = State::Sent { offer, token };
                 }
+            }
+            state @ State::Sent { .. } => {
+                self.state = state;
+                self.welcome_in_sent(now, w, datagram, tail, ctx);
             }
             State::Received {
                 offer,
@@ -439,6 +427,49 @@ impl<C: CongestionControl + Default> Channel<C> {
                 // Our last ack may have been lost (§4.4).
                 self.state = State::Established(e);
                 self.transmit = true;
+            }
+        }
+    }
+
+    /// `process_WELCOME_in_SENT` of §4.3; the state is SENT.
+    // spec: channel.md §4.3 process_WELCOME_in_SENT
+    fn welcome_in_sent(
+        &mut self,
+        now: Instant,
+        w: &OwnedNegotiation,
+        datagram: &mut [u8],
+        tail: Tail,
+        ctx: &mut impl ChannelContext,
+    ) {
+        let State::Sent { offer, .. } =
+            std::mem::replace(&mut self.state, State::Closed { token: None })
+        else {
+            unreachable!("called in SENT only")
+        };
+        let confirmed = confirm_welcome(&offer.agreed, &w.bits)
+            .then(|| self.derive(&offer.half, w, ctx))
+            .flatten()
+            .filter(|keys| open_welcome(keys, datagram));
+        match confirmed {
+            Some(keys) => {
+                let peer = PublicKey::new(offer.half.suite(), w.static_key);
+                let (no_encrypt, resume, local_addr) =
+                    (w.bits.no_encrypt, w.bits.resume, w.address);
+                let agreement = Agreement {
+                    keys,
+                    peer,
+                    no_encrypt,
+                    resume,
+                    local_addr,
+                };
+                self.establish(now, agreement, true, ctx);
+            }
+            None => {
+                self.state = State::Sent {
+                    offer,
+                    token: Some(tail),
+                };
+                self.progress(now);
             }
         }
     }
