@@ -1,0 +1,51 @@
+//! `cusp`: the command-line tool of the cusp CUSP implementation.
+//!
+//! Every subcommand has `--help`. Logs go to stderr; set `RUST_LOG=debug` for more.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// CUSP (Channel-based Unidirectional Stream Protocol) over UDP.
+#[derive(Parser, Debug)]
+#[command(name = "cusp", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Relay UDP between LISTEN and TARGET with delay, jitter, loss, duplication and reordering.
+    Relay(cmd::relay::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cusp: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Relay(args) => cmd::relay::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cusp: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
