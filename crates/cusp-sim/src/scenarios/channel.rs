@@ -238,7 +238,7 @@ fn handshake(seed: u64) -> Result<Report, String> {
                 ] {
                     let info = info.ok_or_else(|| format!("{side} never established"))?;
                     ensure!(
-                        info.no_encrypt == !encrypt,
+                        info.no_encrypt != encrypt,
                         "{side}: noEncrypt {} with encrypt={encrypt}",
                         info.no_encrypt
                     );
@@ -769,8 +769,8 @@ fn cc_fairness(seed: u64) -> Result<Report, String> {
         sim.set_path(ids[2], ids[i], &[back]);
     }
     let now = sim.now();
-    for i in 0..2 {
-        sim.node_mut::<EndpointNode>(ids[i])
+    for id in &ids[..2] {
+        sim.node_mut::<EndpointNode>(*id)
             .endpoint
             .connect(now, server_addr);
     }
