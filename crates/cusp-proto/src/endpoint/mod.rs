@@ -85,6 +85,8 @@ pub struct EndpointStats {
     pub key_agreements_admitted: u64,
     /// Key agreements refused (answered with a HELLO, or WELCOME ignored).
     pub key_agreements_refused: u64,
+    /// DATA datagrams whose MAC did not verify, over all channels (live and gone).
+    pub bad_mac: u64,
 }
 
 impl EndpointStats {
@@ -174,6 +176,11 @@ impl<H: HostLayer> Endpoint<H> {
     pub fn stats(&self) -> EndpointStats {
         let mut s = self.core.stats;
         s.channels = self.channels.len() as u64;
+        s.bad_mac += self
+            .channels
+            .values()
+            .map(|c| c.channel.stats().bad_mac)
+            .sum::<u64>();
         s
     }
 
@@ -314,7 +321,10 @@ impl<H: HostLayer> Endpoint<H> {
         }
         if !slot.channel.is_dead() {
             self.channels.insert(addr, slot);
-        } else if let Some(peer) = slot.peer
+            return Some(r);
+        }
+        self.core.stats.bad_mac += slot.channel.stats().bad_mac;
+        if let Some(peer) = slot.peer
             && self.core.bound.get(&peer) == Some(&addr)
         {
             // Dead without unbinding (cannot happen: teardown unbinds); keep the
