@@ -125,6 +125,15 @@ impl AckGenerator {
         }
     }
 
+    /// Start as if peer TSN `tsn` (instead of the non-existent TSN 0) had been
+    /// received: for peers whose TSNs start after `tsn`
+    /// ([`ChannelConfig::initial_tsn`](crate::channel::ChannelConfig::initial_tsn)),
+    /// so that the "nothing received yet" ack names no TSN they will send.
+    pub fn starting_after(mut self, tsn: u32) -> Self {
+        self.rasn = tsn;
+        self
+    }
+
     /// Classify a received peer TSN (low 32 bits of the extended TSN, §2.9)
     /// without changing any state.
     pub fn classify(&self, tsn: u32) -> Arrival {
@@ -289,6 +298,21 @@ impl AckGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn starting_after_reports_the_start_as_nothing_received() {
+        let now = Instant::now();
+        let start = (1u32 << 28) - 50;
+        let mut g = AckGenerator::new(now, false).starting_after(start);
+        assert_eq!(
+            g.peek_ack(),
+            (start, 0),
+            "the 'nothing yet' ack names the start, not TSN 0"
+        );
+        assert!(matches!(g.classify(start + 1), Arrival::New { .. }));
+        g.record(now, start + 1, true, true);
+        assert_eq!(g.take_ack(now), (start + 1, 1));
+    }
     use std::time::Duration;
 
     fn t0() -> Instant {

@@ -37,7 +37,10 @@ pub struct ChannelConfig {
     pub anti_amplification: bool,
     /// TSN counted as sent before the first DATA of an establishment. The
     /// protocol starts at 0 (first DATA carries TSN 1); tests set it high to
-    /// cross the 2^27 and 2^28 boundaries of the 28-bit fields (§2.9).
+    /// cross the 2^27 and 2^28 boundaries of the 28-bit fields (§2.9). Both
+    /// peers must use the same value: the receive side also starts from it
+    /// (the "nothing received yet" ack, ASN = 0 on the wire, would otherwise
+    /// extend to a real TSN near 2^28).
     pub initial_tsn: u64,
 }
 

@@ -102,8 +102,9 @@ impl<C: CongestionControl + Default> Established<C> {
             loopback,
             tail: Tail::EMPTY,
             tsn: initial_tsn,
-            max_peer_tsn: 0,
-            acks: AckGenerator::new(now, initial_ack_timer),
+            // Both peers use the same initial TSN (a testing knob, see ChannelConfig).
+            max_peer_tsn: initial_tsn,
+            acks: AckGenerator::new(now, initial_ack_timer).starting_after(initial_tsn as u32),
             recovery: Recovery::new(rtt0),
             cc: C::default(),
             stats: ChannelStats::default(),

@@ -494,7 +494,7 @@ impl<C: CongestionControl + Default> Channel<C> {
             }
             State::Received { offer, keys, .. } => {
                 // spec: channel.md §4.4 DATA in RECEIVED: references (0, 0)
-                let tsn = header.tsn(0);
+                let tsn = header.tsn(self.config.initial_tsn);
                 if keys
                     .open(tsn, datagram, HEADER_LEN, !offer.agreed.no_encrypt)
                     .is_err()

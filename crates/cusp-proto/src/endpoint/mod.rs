@@ -108,6 +108,8 @@ pub(crate) struct Slot {
     unverified: bool,
     /// The host the channel is bound to.
     peer: Option<PublicKey>,
+    /// The channel has been ESTABLISHED at some point.
+    established_once: bool,
 }
 
 /// The channel table of one UDP socket, and the host layer `H` above it.
@@ -276,6 +278,7 @@ impl<H: HostLayer> Endpoint<H> {
             serial,
             unverified,
             peer: None,
+            established_once: false,
         };
         self.channels.insert(addr, slot);
         let stats = &mut self.core.stats;
@@ -315,6 +318,7 @@ impl<H: HostLayer> Endpoint<H> {
             f(&mut slot.channel, &mut ctx)
         };
         let verified = slot.channel.state() == ChannelState::Established;
+        slot.established_once |= verified;
         if slot.unverified && (verified || slot.channel.is_dead()) {
             slot.unverified = false;
             self.core.stats.unverified = self.core.stats.unverified.saturating_sub(1);
@@ -324,6 +328,11 @@ impl<H: HostLayer> Endpoint<H> {
             return Some(r);
         }
         self.core.stats.bad_mac += slot.channel.stats().bad_mac;
+        if !slot.established_once {
+            // A negotiation that never completed: streams waiting for a
+            // contact to this address fail (spec: streams.md §4.4).
+            self.core.hosts.on_connect_failed(now, addr);
+        }
         if let Some(peer) = slot.peer
             && self.core.bound.get(&peer) == Some(&addr)
         {
