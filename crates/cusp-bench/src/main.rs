@@ -74,7 +74,11 @@ fn main() -> anyhow::Result<()> {
     }
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mode = if args.quick { "quick" } else { "full" };
-    eprintln!("cusp-bench: {mode} run, {} reps, {} x {cpus} CPUs", params.reps, cpu_model());
+    eprintln!(
+        "cusp-bench: {mode} run, {} reps, {} x {cpus} CPUs",
+        params.reps,
+        cpu_model()
+    );
     let t0 = Instant::now();
     let (mut report, failures) = run(&params, &all, &workloads);
     let took = t0.elapsed();

@@ -112,7 +112,11 @@ fn ms(d: Option<Duration>) -> f64 {
 
 /// Runs the selected workloads and returns the report; failures are recorded as
 /// notes (and counted in the returned number) instead of aborting the run.
-pub fn run(params: &Params, systems: &[Box<dyn System>], workloads: &[Workload]) -> (Report, usize) {
+pub fn run(
+    params: &Params,
+    systems: &[Box<dyn System>],
+    workloads: &[Workload],
+) -> (Report, usize) {
     let mut report = Report::new(systems.iter().map(|s| s.name().to_string()).collect());
     let mut failures = 0usize;
     for &w in workloads {
@@ -122,13 +126,22 @@ pub fn run(params: &Params, systems: &[Box<dyn System>], workloads: &[Workload])
             samples.into_report(&mut report);
             continue;
         }
-        let reps = if w == Workload::Memory { 1 } else { params.reps };
+        let reps = if w == Workload::Memory {
+            1
+        } else {
+            params.reps
+        };
         for rep in 0..reps {
             for i in 0..systems.len() {
                 // Alternate: rotate which system goes first in each repetition.
                 let sys = &systems[(i + rep) % systems.len()];
                 eprintln!("[{} {}/{}] {}", w.name(), rep + 1, reps, sys.name());
-                if let Err(e) = run_one(w, params, sys.as_ref(), &mut samples) {
+                let t0 = std::time::Instant::now();
+                let res = run_one(w, params, sys.as_ref(), &mut samples);
+                if !matches!(res, Err(BenchError::Unsupported(_))) {
+                    eprintln!("  ({:.2} s)", t0.elapsed().as_secs_f64());
+                }
+                if let Err(e) = res {
                     match e {
                         BenchError::Unsupported(_) => {}
                         e => {
@@ -170,8 +183,20 @@ fn run_one(w: Workload, p: &Params, sys: &dyn System, s: &mut Samples) -> Result
                 r.receiver_cpu.as_secs_f64()
             );
             s.push(wn, "goodput", "Gbit/s", name, gbps);
-            s.push(wn, "sender CPU", "s/GiB", name, r.sender_cpu.as_secs_f64() / gib);
-            s.push(wn, "receiver CPU", "s/GiB", name, r.receiver_cpu.as_secs_f64() / gib);
+            s.push(
+                wn,
+                "sender CPU",
+                "s/GiB",
+                name,
+                r.sender_cpu.as_secs_f64() / gib,
+            );
+            s.push(
+                wn,
+                "receiver CPU",
+                "s/GiB",
+                name,
+                r.receiver_cpu.as_secs_f64() / gib,
+            );
         }
         Workload::ReqResp => {
             for &k in &p.outstanding {
@@ -212,7 +237,11 @@ fn run_one(w: Workload, p: &Params, sys: &dyn System, s: &mut Samples) -> Result
             let r = sys.urgent(p.urgent_duration, p.urgent_interval)?;
             let gbps = r.bulk_bytes as f64 * 8.0 / r.elapsed.as_secs_f64().max(1e-9) / 1e9;
             let (p50, p99) = (percentile(&r.delays, 0.5), percentile(&r.delays, 0.99));
-            eprintln!("  p50 {:.3} ms p99 {:.3} ms, bulk {gbps:.2} Gbit/s", ms(p50), ms(p99));
+            eprintln!(
+                "  p50 {:.3} ms p99 {:.3} ms, bulk {gbps:.2} Gbit/s",
+                ms(p50),
+                ms(p99)
+            );
             s.push(wn, "delay p50", "ms", name, ms(p50));
             s.push(wn, "delay p99", "ms", name, ms(p99));
             s.push(wn, "bulk meanwhile", "Gbit/s", name, gbps);
@@ -265,13 +294,21 @@ fn run_udp(p: &Params, s: &mut Samples, report: &mut Report, failures: &mut usiz
                     let l = mode.label();
                     s.declare("udp", &format!("{l} pkt/s"), "1/s");
                     s.declare("udp", &format!("{l} goodput"), "Gbit/s");
-                    s.push("udp", &format!("{l} pkt/s"), "1/s", "udp", r.packets_per_sec());
+                    s.push(
+                        "udp",
+                        &format!("{l} pkt/s"),
+                        "1/s",
+                        "udp",
+                        r.packets_per_sec(),
+                    );
                     s.push("udp", &format!("{l} goodput"), "Gbit/s", "udp", r.gbits());
                 }
                 Err(e) => {
                     *failures += 1;
                     eprintln!("  FAILED: {e}");
-                    report.notes.push(format!("FAILED udp {}: {e}", mode.label()));
+                    report
+                        .notes
+                        .push(format!("FAILED udp {}: {e}", mode.label()));
                 }
             }
         }

@@ -105,8 +105,10 @@ pub fn ceiling(mode: UdpMode, duration: Duration) -> Result<UdpResult> {
                 let mut storage = vec![[0u8; 65536]; quinn_udp::BATCH_SIZE];
                 let mut meta = vec![RecvMeta::default(); quinn_udp::BATCH_SIZE];
                 while !stop_rx.load(Ordering::Relaxed) {
-                    let mut bufs: Vec<IoSliceMut<'_>> =
-                        storage.iter_mut().map(|b| IoSliceMut::new(&mut b[..])).collect();
+                    let mut bufs: Vec<IoSliceMut<'_>> = storage
+                        .iter_mut()
+                        .map(|b| IoSliceMut::new(&mut b[..]))
+                        .collect();
                     match state.recv(UdpSockRef::from(&rx), &mut bufs, &mut meta) {
                         Ok(msgs) => {
                             let k: u64 = meta[..msgs]
@@ -156,9 +158,7 @@ pub fn ceiling(mode: UdpMode, duration: Duration) -> Result<UdpResult> {
                             segment_size: Some(DATAGRAM),
                             src_ip: None,
                         };
-                        state
-                            .try_send(UdpSockRef::from(&tx), &t)
-                            .ctx("GSO send")?;
+                        state.try_send(UdpSockRef::from(&tx), &t).ctx("GSO send")?;
                         sent += segs as u64;
                     }
                 }
@@ -180,6 +180,8 @@ pub fn ceiling(mode: UdpMode, duration: Duration) -> Result<UdpResult> {
 fn is_timeout(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
     )
 }

@@ -2,8 +2,11 @@
 //!
 //! Each end is one OS thread with a current-thread tokio runtime and its own
 //! `Endpoint` on 127.0.0.1. Transport config: quinn defaults except the stream
-//! limits (16 384 concurrent bidirectional streams so 512 outstanding requests and
-//! 10 000 idle streams fit; 1 024 concurrent unidirectional streams for churn).
+//! limits: 1 024 concurrent bidirectional (so 512 outstanding requests fit) and
+//! 1 024 unidirectional (churn) streams. The memory workload uses quinn's default
+//! limits (100/100) for idle connections, because quinn-proto preallocates a map
+//! slot per permitted remote stream, and 10 240 bidirectional streams for the
+//! idle-stream phase (see [`Quinn::memory`]).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -11,7 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use quinn::{ClientConfig, Connection, Endpoint, EndpointConfig, ServerConfig, TransportConfig, VarInt};
+use quinn::{
+    ClientConfig, Connection, Endpoint, EndpointConfig, ServerConfig, TransportConfig, VarInt,
+};
 use tokio::sync::oneshot;
 
 use super::{TlsMaterial, block_on, nanos_since, two_threads};
@@ -27,18 +32,36 @@ pub struct Quinn;
 const MSG: [u8; 100] = [0x5A; 100];
 const URGENT_LEN: usize = 1024;
 
-fn transport() -> Arc<TransportConfig> {
+/// Stream limits of the workloads (see the module doc).
+const WORKLOAD_LIMITS: (u32, u32) = (1_024, 1_024);
+/// quinn's own defaults, for idle-connection memory.
+const DEFAULT_LIMITS: (u32, u32) = (100, 100);
+
+fn transport((bidi, uni): (u32, u32)) -> Arc<TransportConfig> {
     let mut t = TransportConfig::default();
-    t.max_concurrent_bidi_streams(VarInt::from_u32(16_384));
-    t.max_concurrent_uni_streams(VarInt::from_u32(1_024));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(bidi));
+    t.max_concurrent_uni_streams(VarInt::from_u32(uni));
     Arc::new(t)
 }
 
+/// Closes `conn` from this side too (a lone CONNECTION_CLOSE can be lost under
+/// load, which would leave the peer waiting for the 30 s idle timeout) and waits
+/// briefly for the endpoint to drain.
+async fn settle(conn: &Connection, ep: &Endpoint) {
+    let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
+    conn.close(0u32.into(), b"done");
+    let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
+}
+
 fn server_endpoint(sock: UdpSocket) -> Result<Endpoint> {
+    server_endpoint_with(sock, WORKLOAD_LIMITS)
+}
+
+fn server_endpoint_with(sock: UdpSocket, limits: (u32, u32)) -> Result<Endpoint> {
     let tls = TlsMaterial::get()?;
     let mut sc = ServerConfig::with_single_cert(vec![tls.cert.clone()], tls.key_der())
         .ctx("quinn server config")?;
-    sc.transport_config(transport());
+    sc.transport_config(transport(limits));
     Ok(Endpoint::new(
         EndpointConfig::default(),
         Some(sc),
@@ -50,9 +73,13 @@ fn server_endpoint(sock: UdpSocket) -> Result<Endpoint> {
 /// A client endpoint with a fresh client config (so no TLS session cache is shared
 /// between endpoints).
 fn client_endpoint() -> Result<Endpoint> {
+    client_endpoint_with(WORKLOAD_LIMITS)
+}
+
+fn client_endpoint_with(limits: (u32, u32)) -> Result<Endpoint> {
     let tls = TlsMaterial::get()?;
     let mut cc = ClientConfig::with_root_certificates(tls.roots()?).ctx("quinn client config")?;
-    cc.transport_config(transport());
+    cc.transport_config(transport(limits));
     let mut ep = Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     ep.set_default_client_config(cc);
     Ok(ep)
@@ -98,7 +125,7 @@ impl System for Quinn {
                         n += c.bytes.len() as u64;
                     }
                     let end = Instant::now();
-                    conn.closed().await;
+                    settle(&conn, &ep).await;
                     Ok((n, end))
                 })?;
                 Ok((n, end, thread_cpu() - c0))
@@ -120,7 +147,7 @@ impl System for Quinn {
                     send.finish().ctx("finish")?;
                     send.stopped().await.ctx("stopped")?;
                     conn.close(0u32.into(), b"done");
-                    ep.wait_idle().await;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
                     Ok(start)
                 })?;
                 Ok((start, thread_cpu() - c0))
@@ -150,6 +177,7 @@ impl System for Quinn {
                             }
                         });
                     }
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
                     Ok(())
                 })
             },
@@ -190,7 +218,7 @@ impl System for Quinn {
                     }
                     let elapsed = start.elapsed();
                     conn.close(0u32.into(), b"done");
-                    ep.wait_idle().await;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
                     Ok(ReqRespResult { elapsed, latencies })
                 })
             },
@@ -215,7 +243,7 @@ impl System for Quinn {
                     }
                     let end = Instant::now();
                     let _ = done_tx.send(());
-                    conn.closed().await;
+                    settle(&conn, &ep).await;
                     Ok(end)
                 })
             },
@@ -231,7 +259,7 @@ impl System for Quinn {
                     }
                     done_rx.await.ctx("receiver gone")?;
                     conn.close(0u32.into(), b"done");
-                    ep.wait_idle().await;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
                     Ok(start)
                 })
             },
@@ -270,8 +298,9 @@ impl System for Quinn {
                         delays.push(Duration::from_nanos(nanos_since(base).saturating_sub(sent)));
                     }
                     let _ = done_tx.send(());
-                    conn.closed().await;
-                    Ok((delays, bulk_bytes.load(Ordering::Relaxed)))
+                    let bulk_bytes = bulk_bytes.load(Ordering::Relaxed);
+                    settle(&conn, &ep).await;
+                    Ok((delays, bulk_bytes))
                 })
             },
             move || {
@@ -307,7 +336,7 @@ impl System for Quinn {
                     let elapsed = start.elapsed();
                     conn.close(0u32.into(), b"done");
                     let _ = bulk_task.await;
-                    ep.wait_idle().await;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
                     Ok(elapsed)
                 })
             },
@@ -335,6 +364,7 @@ impl System for Quinn {
                         arrivals.push(nanos_since(base));
                         conn.close(0u32.into(), b"got it");
                     }
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
                     Ok(arrivals)
                 })
             },
@@ -349,7 +379,8 @@ impl System for Quinn {
                         let mut s = conn.open_uni().await.ctx("open_uni")?;
                         s.write_all(&MSG).await.ctx("write")?;
                         s.finish().ctx("finish")?;
-                        conn.closed().await;
+                        // The server closes once it has the byte.
+                        let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
                     }
                     Ok(starts)
                 })
@@ -362,77 +393,117 @@ impl System for Quinn {
             .collect())
     }
 
+    /// Idle connections: `connections` handshaken connections with quinn's default
+    /// stream limits, both ends held; heap/RSS delta from before the first connect.
+    /// Idle streams: one connection permitting 10 240 bidirectional streams; the
+    /// client opens `streams` of them and writes 1 byte on each (so the server
+    /// sees them), the server accepts and reads each; delta from before the
+    /// connect, so each stream's share includes its preallocated slot.
     fn memory(&self, connections: usize, streams: usize) -> Result<MemoryResult> {
-        let (sock, addr) = bind()?;
-        let (conns_tx, conns_rx) = oneshot::channel::<()>();
-        let (release_tx, release_rx) = oneshot::channel::<()>();
-        let (streams_tx, streams_rx) = oneshot::channel::<()>();
-        let ((), res) = two_threads(
-            move || {
-                block_on("quinn memory server", async move {
-                    let ep = server_endpoint(sock)?;
-                    let mut held = Vec::with_capacity(connections);
-                    for _ in 0..connections {
-                        held.push(accept(&ep).await?);
-                    }
-                    let _ = conns_tx.send(());
-                    let conn = accept(&ep).await?;
-                    drop(held);
-                    let mut open = Vec::with_capacity(streams);
-                    let mut b = [0u8; 1];
-                    for _ in 0..streams {
-                        let (s, mut r) = conn.accept_bi().await.ctx("accept_bi")?;
-                        r.read_exact(&mut b).await.ctx("read")?;
-                        open.push((s, r));
-                    }
-                    let _ = streams_tx.send(());
-                    let _ = release_rx.await;
-                    conn.closed().await;
-                    Ok(())
-                })
-            },
-            move || {
-                block_on("quinn memory client", async move {
-                    let ep = client_endpoint()?;
-                    let mut res = MemoryResult::default();
-                    heap_counting(true);
-                    let m0 = MemSnapshot::now()?;
-                    let mut conns = Vec::with_capacity(connections);
-                    for _ in 0..connections {
-                        conns.push(connect(&ep, addr).await?);
-                    }
-                    conns_rx.await.ctx("server gone")?;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    let (rss, heap) = MemSnapshot::now()?.per_item_since(&m0, connections);
-                    res.conn_rss = Some(rss);
-                    res.conn_heap = Some(heap);
-                    for c in &conns {
-                        c.close(0u32.into(), b"next phase");
-                    }
-                    drop(conns);
-                    let conn = connect(&ep, addr).await?;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    let m1 = MemSnapshot::now()?;
-                    let mut open = Vec::with_capacity(streams);
-                    for _ in 0..streams {
-                        let (mut s, r) = conn.open_bi().await.ctx("open_bi")?;
-                        s.write_all(&[1]).await.ctx("write")?;
-                        open.push((s, r));
-                    }
-                    streams_rx.await.ctx("server gone")?;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    let (rss, heap) = MemSnapshot::now()?.per_item_since(&m1, streams);
-                    heap_counting(false);
-                    res.stream_rss = Some(rss);
-                    res.stream_heap = Some(heap);
-                    let _ = release_tx.send(());
-                    drop(open);
-                    conn.close(0u32.into(), b"done");
-                    ep.wait_idle().await;
-                    Ok(res)
-                })
-            },
-        )?;
-        Ok(res)
+        let (conn_rss, conn_heap) = memory_conns(connections)?;
+        let (stream_rss, stream_heap) = memory_streams(streams)?;
+        Ok(MemoryResult {
+            conn_rss: Some(conn_rss),
+            conn_heap: Some(conn_heap),
+            stream_rss: Some(stream_rss),
+            stream_heap: Some(stream_heap),
+        })
     }
+}
+
+fn memory_conns(connections: usize) -> Result<(f64, f64)> {
+    let (sock, addr) = bind()?;
+    let (ready_tx, ready_rx) = oneshot::channel::<()>();
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let ((), per) = two_threads(
+        move || {
+            block_on("quinn memory server", async move {
+                let ep = server_endpoint_with(sock, DEFAULT_LIMITS)?;
+                let mut held = Vec::with_capacity(connections);
+                for _ in 0..connections {
+                    held.push(accept(&ep).await?);
+                }
+                let _ = ready_tx.send(());
+                let _ = release_rx.await;
+                for c in &held {
+                    c.close(0u32.into(), b"done");
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
+                Ok(())
+            })
+        },
+        move || {
+            block_on("quinn memory client", async move {
+                let ep = client_endpoint_with(DEFAULT_LIMITS)?;
+                heap_counting(true);
+                let m0 = MemSnapshot::now()?;
+                let mut conns = Vec::with_capacity(connections);
+                for _ in 0..connections {
+                    conns.push(connect(&ep, addr).await?);
+                }
+                ready_rx.await.ctx("server gone")?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let per = MemSnapshot::now()?.per_item_since(&m0, connections);
+                heap_counting(false);
+                let _ = release_tx.send(());
+                for c in &conns {
+                    c.close(0u32.into(), b"done");
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
+                Ok(per)
+            })
+        },
+    )?;
+    Ok(per)
+}
+
+fn memory_streams(streams: usize) -> Result<(f64, f64)> {
+    let limits = (u32::try_from(streams).unwrap_or(u32::MAX / 2) + 240, 100);
+    let (sock, addr) = bind()?;
+    let (ready_tx, ready_rx) = oneshot::channel::<()>();
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let ((), per) = two_threads(
+        move || {
+            block_on("quinn memory server", async move {
+                let ep = server_endpoint_with(sock, limits)?;
+                let conn = accept(&ep).await?;
+                let mut open = Vec::with_capacity(streams);
+                let mut b = [0u8; 1];
+                for _ in 0..streams {
+                    let (s, mut r) = conn.accept_bi().await.ctx("accept_bi")?;
+                    r.read_exact(&mut b).await.ctx("read")?;
+                    open.push((s, r));
+                }
+                let _ = ready_tx.send(());
+                let _ = release_rx.await;
+                drop(open);
+                settle(&conn, &ep).await;
+                Ok(())
+            })
+        },
+        move || {
+            block_on("quinn memory client", async move {
+                let ep = client_endpoint_with(limits)?;
+                heap_counting(true);
+                let m0 = MemSnapshot::now()?;
+                let conn = connect(&ep, addr).await?;
+                let mut open = Vec::with_capacity(streams);
+                for _ in 0..streams {
+                    let (mut s, r) = conn.open_bi().await.ctx("open_bi")?;
+                    s.write_all(&[1]).await.ctx("write")?;
+                    open.push((s, r));
+                }
+                ready_rx.await.ctx("server gone")?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let per = MemSnapshot::now()?.per_item_since(&m0, streams);
+                heap_counting(false);
+                let _ = release_tx.send(());
+                drop(open);
+                conn.close(0u32.into(), b"done");
+                let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
+                Ok(per)
+            })
+        },
+    )?;
+    Ok(per)
 }

@@ -146,7 +146,11 @@ fn bulk_generic<RS: Read, WS: Write>(
 fn first_byte_generic(samples: usize, tls: bool) -> Result<Vec<Duration>> {
     let (listener, addr) = bind()?;
     let base = Instant::now();
-    let server_cfg = if tls { Some(tls_server_config()?) } else { None };
+    let server_cfg = if tls {
+        Some(tls_server_config()?)
+    } else {
+        None
+    };
     let (arrivals, starts) = two_threads(
         move || {
             let mut arrivals = Vec::with_capacity(samples);
@@ -168,7 +172,11 @@ fn first_byte_generic(samples: usize, tls: bool) -> Result<Vec<Duration>> {
         move || {
             let mut starts = Vec::with_capacity(samples);
             for _ in 0..samples {
-                let cfg = if tls { Some(tls_client_config()?) } else { None };
+                let cfg = if tls {
+                    Some(tls_client_config()?)
+                } else {
+                    None
+                };
                 starts.push(nanos_since(base));
                 let sock = TcpStream::connect(addr)?;
                 sock.set_nodelay(true)?;
