@@ -419,6 +419,18 @@ impl<H: HostLayer> Endpoint<H> {
         result
     }
 
+    /// The latest datagram [`Endpoint::poll_transmit`] returned for `to` could
+    /// not be sent because it was too large for the path (EMSGSIZE, the
+    /// reference's `MTU` status, `spec/channel.md` §5.4): its payload is
+    /// reported lost at once instead of after a retransmission timeout. Call
+    /// it before the next `poll_transmit` for `to`; later it is a no-op or
+    /// reports a newer datagram, which loss detection would catch anyway.
+    // spec: channel.md §5.4 (pull: on_status(MTU) when not sent)
+    pub fn on_send_failed(&mut self, now: Instant, to: SocketAddrV4) {
+        self.drive(now, to, |ch, ctx| ch.on_send_failed(now, ctx));
+        self.poll_requests(now);
+    }
+
     /// The channel to serve next: highest priority, then lowest serial.
     fn best(&self) -> Option<SocketAddrV4> {
         let mut best: Option<(f32, u64, SocketAddrV4)> = None;
