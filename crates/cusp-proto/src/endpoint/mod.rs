@@ -314,7 +314,9 @@ impl<H: HostLayer> Endpoint<H> {
         }
         if !slot.channel.is_dead() {
             self.channels.insert(addr, slot);
-        } else if let Some(peer) = slot.peer
+            return Some(r);
+        }
+        if let Some(peer) = slot.peer
             && self.core.bound.get(&peer) == Some(&addr)
         {
             // Dead without unbinding (cannot happen: teardown unbinds); keep the
@@ -322,6 +324,10 @@ impl<H: HostLayer> Endpoint<H> {
             self.core.bound.remove(&peer);
             self.core.hosts.on_unbound(now, &peer);
         }
+        // spec: streams.md §4.4 "when rec is destroyed before that: every waiter w: w(NONE)"
+        // The channel record for `addr` is gone: contacts still waiting for a channel
+        // there fail (those of an established channel were settled when it established).
+        self.core.hosts.on_connect_failed(now, addr);
         Some(r)
     }
 
