@@ -276,8 +276,8 @@ impl OutStream {
         self.ep.0.lock().ep.hosts().out_stream_info(self.h)
     }
 
-    /// The host the stream goes to, once known (a stream from [`Endpoint::open`]
-    /// (crate::Endpoint::open) learns it when the channel establishes).
+    /// The host the stream goes to, once known (a stream from
+    /// [`Endpoint::open`](crate::Endpoint::open) learns it when the channel establishes).
     pub fn host(&self) -> Option<Host> {
         let st = self.ep.0.lock();
         let peer = st
@@ -435,7 +435,8 @@ impl InStream {
         self.ep.0.lock().ep.hosts().in_stream_info(self.h)
     }
 
-    /// Runs `read` on the core while it yields data; maps the stream's end.
+    /// Runs `read` on the core while it yields data (`Data(n)`, possibly 0); `WouldBlock`
+    /// stops (no data now, or the caller's buffer is full); maps the stream's end.
     /// `Ready(Ok(true))`: data was read; `Ready(Ok(false))`: end of stream.
     fn poll_core(
         &mut self,
@@ -460,7 +461,6 @@ impl InStream {
         let mut got = 0;
         let result = loop {
             match read(st.ep.hosts_mut()) {
-                Some(ReadResult::Data(0)) => break None,
                 Some(ReadResult::Data(n)) => got += n,
                 Some(ReadResult::Finished) => {
                     self.eof = true;
@@ -500,9 +500,10 @@ impl InStream {
         let more = std::future::poll_fn(|cx| {
             self.poll_core(cx, |t| {
                 if chunk.is_some() {
-                    return Some(ReadResult::Data(0));
+                    return Some(ReadResult::WouldBlock);
                 }
                 Some(match t.read_chunk(h, max.max(1)).ok()? {
+                    ReadResult::Data(b) if b.is_empty() => ReadResult::Data(0),
                     ReadResult::Data(b) => {
                         let n = b.len();
                         chunk = Some(b);
@@ -528,7 +529,7 @@ impl InStream {
                 let out = &mut out;
                 self.poll_core(cx, |t| {
                     if out.len() > limit {
-                        return Some(ReadResult::Data(0));
+                        return Some(ReadResult::WouldBlock);
                     }
                     t.read_to_vec(h, out).ok()
                 })
@@ -575,7 +576,7 @@ impl AsyncRead for InStream {
         let h = this.h;
         this.poll_core(cx, |t| {
             if buf.remaining() == 0 {
-                return Some(ReadResult::Data(0));
+                return Some(ReadResult::WouldBlock);
             }
             Some(match t.read_chunk(h, buf.remaining()).ok()? {
                 ReadResult::Data(b) => {
