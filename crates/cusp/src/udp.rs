@@ -466,6 +466,59 @@ impl RecvBuf {
     }
 }
 
+impl RecvBuf {
+    /// Calls `f` with each datagram of the last receive and its source, in arrival order,
+    /// mutably: the protocol core decrypts in place, so no datagram is copied.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(SocketAddr, &mut [u8])) {
+        for (slot, meta) in self.meta.iter().take(self.filled).enumerate() {
+            let start = slot * SLOT_LEN;
+            let len = meta.len.min(SLOT_LEN);
+            let Some(data) = self.arena.get_mut(start..start + len) else {
+                continue;
+            };
+            let source = SocketAddr::new(meta.addr.ip().to_canonical(), meta.addr.port());
+            if len == 0 {
+                f(source, data);
+                continue;
+            }
+            let stride = if meta.stride == 0 { len } else { meta.stride };
+            for datagram in data.chunks_mut(stride) {
+                f(source, datagram);
+            }
+        }
+    }
+
+    /// The datagrams of the last receive as `(source, range into the arena)`, for callers
+    /// that must interleave awaits with processing; see [`RecvBuf::bytes_mut`].
+    pub fn spans(&self) -> impl Iterator<Item = (SocketAddr, std::ops::Range<usize>)> + '_ {
+        self.meta
+            .iter()
+            .take(self.filled)
+            .enumerate()
+            .flat_map(|(slot, meta)| {
+                let start = slot * SLOT_LEN;
+                let len = meta.len.min(SLOT_LEN);
+                let stride = if meta.stride == 0 {
+                    len.max(1)
+                } else {
+                    meta.stride
+                };
+                let source = SocketAddr::new(meta.addr.ip().to_canonical(), meta.addr.port());
+                let count = segment_count(len, stride);
+                (0..count).map(move |i| {
+                    let from = start + (i * stride).min(len);
+                    let to = start + ((i + 1) * stride).min(len);
+                    (source, from..to)
+                })
+            })
+    }
+
+    /// The bytes of one span from [`RecvBuf::spans`], mutably (`None` if out of range).
+    pub fn bytes_mut(&mut self, range: std::ops::Range<usize>) -> Option<&mut [u8]> {
+        self.arena.get_mut(range)
+    }
+}
+
 impl Default for RecvBuf {
     fn default() -> Self {
         Self::new()
@@ -533,6 +586,21 @@ mod tests {
         let (source, first) = buf.datagrams().nth(1).unwrap();
         assert_eq!(source, "127.0.0.1:9".parse().unwrap());
         assert_eq!(first[0], (1000 % 251) as u8);
+    }
+
+    #[test]
+    fn spans_and_for_each_mut_match_datagrams() {
+        let mut buf = filled(&[(2500, 1000), (700, 700), (0, 0), (3000, 1000)]);
+        let expect: Vec<Vec<u8>> = buf.datagrams().map(|(_, d)| d.to_vec()).collect();
+        let spans: Vec<_> = buf.spans().collect();
+        let by_span: Vec<Vec<u8>> = spans
+            .iter()
+            .map(|(_, r)| buf.bytes_mut(r.clone()).unwrap().to_vec())
+            .collect();
+        assert_eq!(by_span, expect);
+        let mut by_each = Vec::new();
+        buf.for_each_mut(|_, d| by_each.push(d.to_vec()));
+        assert_eq!(by_each, expect);
     }
 
     #[test]

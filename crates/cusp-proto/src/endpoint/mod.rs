@@ -108,8 +108,6 @@ pub(crate) struct Slot {
     unverified: bool,
     /// The host the channel is bound to.
     peer: Option<PublicKey>,
-    /// The channel has been ESTABLISHED at some point.
-    established_once: bool,
 }
 
 /// The channel table of one UDP socket, and the host layer `H` above it.
@@ -278,7 +276,6 @@ impl<H: HostLayer> Endpoint<H> {
             serial,
             unverified,
             peer: None,
-            established_once: false,
         };
         self.channels.insert(addr, slot);
         let stats = &mut self.core.stats;
@@ -318,7 +315,6 @@ impl<H: HostLayer> Endpoint<H> {
             f(&mut slot.channel, &mut ctx)
         };
         let verified = slot.channel.state() == ChannelState::Established;
-        slot.established_once |= verified;
         if slot.unverified && (verified || slot.channel.is_dead()) {
             slot.unverified = false;
             self.core.stats.unverified = self.core.stats.unverified.saturating_sub(1);
@@ -328,11 +324,6 @@ impl<H: HostLayer> Endpoint<H> {
             return Some(r);
         }
         self.core.stats.bad_mac += slot.channel.stats().bad_mac;
-        if !slot.established_once {
-            // A negotiation that never completed: streams waiting for a
-            // contact to this address fail (spec: streams.md §4.4).
-            self.core.hosts.on_connect_failed(now, addr);
-        }
         if let Some(peer) = slot.peer
             && self.core.bound.get(&peer) == Some(&addr)
         {
@@ -341,6 +332,10 @@ impl<H: HostLayer> Endpoint<H> {
             self.core.bound.remove(&peer);
             self.core.hosts.on_unbound(now, &peer);
         }
+        // spec: streams.md §4.4 "when rec is destroyed before that: every waiter w: w(NONE)"
+        // The channel record for `addr` is gone: contacts still waiting for a channel
+        // there fail (those of an established channel were settled when it established).
+        self.core.hosts.on_connect_failed(now, addr);
         Some(r)
     }
 
@@ -436,6 +431,18 @@ impl<H: HostLayer> Endpoint<H> {
         }
         self.poll_requests(now);
         result
+    }
+
+    /// The latest datagram [`Endpoint::poll_transmit`] returned for `to` could
+    /// not be sent because it was too large for the path (EMSGSIZE, the
+    /// reference's `MTU` status, `spec/channel.md` §5.4): its payload is
+    /// reported lost at once instead of after a retransmission timeout. Call
+    /// it before the next `poll_transmit` for `to`; later it is a no-op or
+    /// reports a newer datagram, which loss detection would catch anyway.
+    // spec: channel.md §5.4 (pull: on_status(MTU) when not sent)
+    pub fn on_send_failed(&mut self, now: Instant, to: SocketAddrV4) {
+        self.drive(now, to, |ch, ctx| ch.on_send_failed(now, ctx));
+        self.poll_requests(now);
     }
 
     /// The channel to serve next: highest priority, then lowest serial.

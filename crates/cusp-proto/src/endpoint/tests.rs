@@ -374,3 +374,41 @@ fn round_robin_among_equal_priorities() {
         assert_ne!(pair[0], pair[1], "alternates: {order:?}");
     }
 }
+
+#[test]
+fn failed_handshake_fails_parked_contacts() {
+    use crate::host::{HostConfig, HostEvent, HostTable};
+    let t0 = Instant::now();
+    let mut config = EndpointConfig::default();
+    config.channel.handshake_gap = Duration::from_millis(10);
+    config.channel.handshake_retransmissions = 2;
+    let key = PrivateKey::from_entropy(&[7; 40]);
+    let hosts = HostTable::new(HostConfig::default(), t0);
+    let mut ep = Endpoint::new(config, key, Box::new(|b: &mut [u8]| b.fill(3)), hosts);
+    let dead = SocketAddrV4::new(Ipv4Addr::new(10, 9, 9, 9), 9);
+    let h = ep.hosts_mut().contact(t0, dead, 23).unwrap();
+    ep.poll_requests(t0);
+    assert_eq!(ep.channel_count(), 1);
+    let mut buf = vec![0u8; 2048];
+    let mut now = t0;
+    let mut events = Vec::new();
+    for _ in 0..1000 {
+        while ep.poll_transmit(now, &mut buf).is_some() {}
+        let Some(t) = ep.poll_timeout() else { break };
+        now = now.max(t);
+        ep.handle_timeout(now);
+        while let Some(e) = ep.hosts_mut().poll_event() {
+            events.push(e);
+        }
+        if ep.is_idle() {
+            break;
+        }
+    }
+    assert!(ep.is_idle(), "the channel gave up");
+    assert!(now - t0 < Duration::from_secs(1), "{:?}", now - t0);
+    assert!(events.contains(&HostEvent::StreamReset(h)), "{events:?}");
+    assert!(
+        events.contains(&HostEvent::ContactFailed(dead)),
+        "{events:?}"
+    );
+}

@@ -470,6 +470,19 @@ impl HostTable {
         .ok_or(UnknownStream)
     }
 
+    /// Sets an out-stream's send low-water mark: after a write was cut short,
+    /// [`HostEvent::StreamWritable`] waits until at least `bytes` of its send
+    /// buffer are free (clamped to the buffer size; default 0: any room). Fewer,
+    /// larger writes instead of one wakeup per acknowledged packet.
+    pub fn set_send_low_water(
+        &mut self,
+        h: StreamHandle,
+        bytes: usize,
+    ) -> Result<(), UnknownStream> {
+        self.with_out(h, |r| r.low_water = bytes.min(r.stream.send_buffer()))
+            .ok_or(UnknownStream)
+    }
+
     /// Sets an out-stream's priority (finite; higher first, negative = filler).
     // spec: streams.md §2.1.2 set_priority, §3.2
     pub fn set_priority(&mut self, h: StreamHandle, priority: f32) -> Result<(), SetPriorityError> {

@@ -98,6 +98,9 @@ pub(super) struct OutRec {
     pub app_reset: bool,
     /// A write was cut short: wake the application when space returns.
     pub blocked: bool,
+    /// Wake a blocked writer only once this much send buffer is free (clamped
+    /// to the send buffer; 0: as soon as any byte is free).
+    pub low_water: usize,
     /// The final event (finished / reset) was queued.
     pub reported: bool,
     /// Restarted after a wipe: served first until its first pull (§3.8).
@@ -117,6 +120,7 @@ impl OutRec {
             app_shutdown: false,
             app_reset: false,
             blocked: false,
+            low_water: 0,
             reported: false,
             boosted: false,
             acct: Acct::default(),
@@ -375,7 +379,7 @@ impl Host {
                 ctx.events.push(HostEvent::StreamReset(h));
             }
             r.reported = true;
-        } else if r.blocked && s.writable_space() > 0 {
+        } else if r.blocked && s.writable_space() > 0 && s.writable_space() >= r.low_water {
             r.blocked = false;
             ctx.events.push(HostEvent::StreamWritable(h));
         }

@@ -744,3 +744,32 @@ fn reset_before_first_pull_is_silent_and_duplicate_connect_is_consumed() {
         "own reset: no event"
     );
 }
+
+#[test]
+fn send_low_water_delays_the_writable_event() {
+    let now = Instant::now();
+    let mut ca = HostConfig::default();
+    ca.out_stream.send_buffer = 20_000;
+    let (mut a, mut b) = pair(ca, HostConfig::default(), now);
+    b.t.advertise(Some(23)).unwrap();
+    let s = a.t.connect(now, &b.key, 23).unwrap();
+    a.t.set_send_low_water(s, 15_000).unwrap();
+    assert_eq!(a.t.write(now, s, &[1; 30_000]).unwrap(), 20_000);
+    // One packet acknowledged frees ~1.4 kB: below the mark, no wakeup.
+    let (p, id) = pull(&mut a, &b.key, now);
+    assert!(b.t.recv(now, &a.key, &p));
+    a.t.on_packet_outcome(now, &b.key, id, true);
+    a.drain();
+    assert!(!a.has(HostEvent::StreamWritable(s)));
+    assert!(a.t.out_stream_info(s).unwrap().writable < 15_000);
+    // Everything acknowledged: woken with at least the mark free.
+    pump(&mut a, &mut b, now, &mut Link::perfect());
+    assert!(a.has(HostEvent::StreamWritable(s)));
+    assert!(a.t.out_stream_info(s).unwrap().writable >= 15_000);
+    // A mark above the buffer is clamped (the writer is still woken).
+    a.t.set_send_low_water(s, usize::MAX).unwrap();
+    assert_eq!(a.t.write(now, s, &[1; 30_000]).unwrap(), 20_000);
+    a.events.clear();
+    pump(&mut a, &mut b, now, &mut Link::perfect());
+    assert!(a.has(HostEvent::StreamWritable(s)));
+}

@@ -168,6 +168,11 @@ impl OutStream {
 
     // ---- application side -------------------------------------------------
 
+    /// The send buffer size: the most bytes the stream holds unacknowledged.
+    pub fn send_buffer(&self) -> usize {
+        self.send_buffer
+    }
+
     /// Bytes that [`OutStream::write`] would accept now (0 once shut down or reset).
     pub fn writable_space(&self) -> usize {
         if self.state != State::Active {
