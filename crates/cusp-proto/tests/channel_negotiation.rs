@@ -778,3 +778,32 @@ fn loopback_channel_establishes_with_itself_and_closes_when_idle() {
     );
     assert!(p.ch.is_dead(), "idle loopback channel closes at once");
 }
+
+#[test]
+fn hosts_becoming_idle_close_the_channel_at_once() {
+    // Fast close without waiting for the 240 s idle timer: the side whose host
+    // becomes idle sends one DATA with the finish flag; an idle peer answers
+    // NOSTATE and both channels are gone.
+    let now = Instant::now();
+    let (mut c, mut s) = established(now);
+    c.ctx.send(b"last words");
+    settle(&mut c, &mut s, now);
+    assert_eq!(c.ch.state(), ChannelState::Established);
+    s.ctx.force_zombie = None; // the server has nothing left
+    let log = settle(&mut c, &mut s, now);
+    assert_eq!(
+        log,
+        vec![(false, MessageType::DataFinish)],
+        "one finish datagram, no reply while busy"
+    );
+    c.ctx.force_zombie = None; // now the client is idle too
+    let log = settle(&mut c, &mut s, now);
+    assert_eq!(
+        log,
+        vec![
+            (true, MessageType::DataFinish),
+            (false, MessageType::Nostate)
+        ]
+    );
+    assert!(c.ch.is_dead() && s.ch.is_dead());
+}

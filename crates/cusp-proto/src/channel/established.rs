@@ -74,6 +74,8 @@ pub(super) struct Established<C: CongestionControl = Reno> {
     pub(super) loopback: bool,
     /// Last 16 bytes of the last DATA we sent (the NOSTATE token we accept).
     pub(super) tail: Tail,
+    /// The last DATA we sent carried the finish flag.
+    finish_sent: bool,
     /// TSN of the last DATA datagram sent.
     tsn: u64,
     /// Largest authenticated peer TSN: the reference for extending the next (R1).
@@ -101,6 +103,7 @@ impl<C: CongestionControl + Default> Established<C> {
             peer: agreement.peer,
             loopback,
             tail: Tail::EMPTY,
+            finish_sent: false,
             tsn: initial_tsn,
             // Both peers use the same initial TSN (a testing knob, see ChannelConfig).
             max_peer_tsn: initial_tsn,
@@ -116,8 +119,14 @@ impl<C: CongestionControl> Established<C> {
     /// Priority of this channel for the scheduler (§5.2): `+∞` for a wanted
     /// ack or negotiation work, the host's priority while the window is open,
     /// otherwise `None`.
+    ///
+    /// Beyond the reference: when the host has just become idle (a zombie) and
+    /// our last DATA did not say so, one datagram with the finish flag is
+    /// wanted, so that an idle peer closes the channel at once instead of
+    /// after the 240 s idle timer (§4.8 graceful close). The reference only
+    /// sends it in answer to an empty datagram.
     pub(super) fn priority(&self, requested: bool, ctx: &impl ChannelContext) -> Option<f32> {
-        if requested || self.acks.wants_ack() {
+        if requested || self.acks.wants_ack() || (!self.finish_sent && ctx.host_is_zombie()) {
             return Some(f32::INFINITY);
         }
         ctx.host_priority().filter(|_| self.cc.window_open())
@@ -185,7 +194,8 @@ impl<C: CongestionControl> Established<C> {
             self.stats.payload_bytes_sent += filled as u64;
         }
         let (asn, acklen) = self.acks.take_ack(now);
-        let header = DataHeader::new(ctx.host_is_zombie(), tsn, u32::from(acklen), u64::from(asn));
+        self.finish_sent = ctx.host_is_zombie();
+        let header = DataHeader::new(self.finish_sent, tsn, u32::from(acklen), u64::from(asn));
         header.emit(buf).expect("buffer holds the header");
         let len = HEADER_LEN + filled + MAC_LEN;
         self.keys
