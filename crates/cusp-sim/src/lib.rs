@@ -59,6 +59,7 @@ pub mod rng;
 pub mod runner;
 pub mod scenarios;
 pub mod sim;
+pub mod stream_node;
 pub mod trace;
 
 pub use link::{LinkConfig, LinkId, LinkStats, LossModel};
