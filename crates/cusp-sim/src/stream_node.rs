@@ -78,6 +78,8 @@ pub struct Plan {
     pub priority: f32,
     /// Reset the stream (instead of shutting it down) once this many bytes are written.
     pub reset_after: Option<u64>,
+    /// Do not shut the stream down after writing until [`StreamNode::release`].
+    pub hold: bool,
 }
 
 impl Plan {
@@ -90,6 +92,7 @@ impl Plan {
             service,
             priority: 0.0,
             reset_after: None,
+            hold: false,
         }
     }
 }
@@ -166,6 +169,8 @@ pub struct InRecord {
     pub ended: Option<Instant>,
     /// The outcome.
     pub outcome: InOutcome,
+    /// (time, bytes read so far) after every read, if the app records progress.
+    pub progress: Vec<(Instant, u64)>,
     header: [u8; HEADER_LEN],
 }
 
@@ -184,6 +189,8 @@ pub struct StreamApp {
     pub write_chunk: usize,
     /// Observe wire ids of out-streams after every transmit (costs O(open streams)).
     pub track_ids: bool,
+    /// Record every read of every in-stream in [`InRecord::progress`].
+    pub record_progress: bool,
     /// Services advertised.
     pub services: BTreeSet<u16>,
     /// Out-streams by handle (kept after they end).
@@ -223,6 +230,7 @@ impl Default for StreamApp {
             reading: true,
             write_chunk: 64 << 10,
             track_ids: false,
+            record_progress: false,
             services: BTreeSet::new(),
             outs: BTreeMap::new(),
             open_outs: BTreeSet::new(),
@@ -358,6 +366,18 @@ impl StreamNode {
         ok
     }
 
+    /// Lets a held stream (plan `hold`) shut down once written.
+    pub fn release(&mut self, now: Instant, tag: u64) {
+        let Some(h) = self.app.out_by_tag(tag).map(|r| r.handle) else {
+            return;
+        };
+        if let Some(r) = self.app.outs.get_mut(&h) {
+            r.plan.hold = false;
+        }
+        self.write_more(now, h);
+        self.pump(now);
+    }
+
     /// Runs the application: events, reads, writes, opens; then the endpoint's requests.
     pub fn pump(&mut self, now: Instant) {
         loop {
@@ -463,6 +483,9 @@ impl StreamNode {
             self.app.open_outs.remove(&h);
             return;
         }
+        if rec.plan.hold {
+            return;
+        }
         rec.shut = true;
         if let Err(e) = hosts.shutdown(now, h) {
             rec.outcome = OutOutcome::Error(match e {
@@ -526,6 +549,7 @@ impl StreamNode {
                         last_read: None,
                         ended: None,
                         outcome: InOutcome::Open,
+                        progress: Vec::new(),
                         header: [0; HEADER_LEN],
                     },
                 );
@@ -639,6 +663,9 @@ impl StreamNode {
             ));
         }
         rec.read = end;
+        if app.record_progress {
+            rec.progress.push((now, end));
+        }
         Ok(())
     }
 
