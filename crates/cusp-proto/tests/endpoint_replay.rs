@@ -18,7 +18,7 @@ use cusp_proto::crypto::{Entropy, PrivateKey};
 use cusp_proto::endpoint::{Endpoint, EndpointConfig};
 use cusp_proto::host::{HostConfig, HostEvent, HostTable, StreamHandle};
 use cusp_proto::stream::ReadResult;
-use support::vector_file::{SegmentLine, Section, VectorFile, direction};
+use support::vector_file::{Section, SegmentLine, VectorFile, direction};
 
 #[derive(Debug, Default, PartialEq, Eq)]
 struct StreamSeen {
@@ -36,7 +36,9 @@ fn expected(file: &VectorFile) -> Vec<(u16, StreamSeen)> {
     for d in &file.datagrams {
         // The first DATA to a restarted server (V5) reaches no stream state: it is answered
         // by NOSTATE, not delivered.
-        let restarted = d.all("note").any(|n| n.contains("server process restarted"));
+        let restarted = d
+            .all("note")
+            .any(|n| n.contains("server process restarted"));
         if d.get("type") != "DATA" || direction(d).0 != "client" || restarted {
             continue;
         }
@@ -117,7 +119,12 @@ fn server_endpoint(peer: &Section, now: Instant, advertised: &[u16]) -> Endpoint
         anti_amplification: false,
         ..ChannelConfig::default()
     });
-    let mut ep = Endpoint::new(config, key, entropy, HostTable::new(HostConfig::default(), now));
+    let mut ep = Endpoint::new(
+        config,
+        key,
+        entropy,
+        HostTable::new(HostConfig::default(), now),
+    );
     for s in advertised {
         ep.hosts_mut().advertise(Some(*s)).expect("advertise");
     }
@@ -192,7 +199,9 @@ fn replay(name: &str, advertised: &[u16]) -> (usize, usize) {
     let mut server_handshakes = Vec::new();
     for d in &file.datagrams {
         let now = t0 + Duration::from_secs_f64(d.get("time_offset_s").parse().expect("time"));
-        if d.all("note").any(|n| n.contains("server process restarted")) {
+        if d.all("note")
+            .any(|n| n.contains("server process restarted"))
+        {
             ep = server_endpoint(&file.peers["server#2"], now, advertised);
         }
         let (from, _) = direction(d);
@@ -232,7 +241,10 @@ fn replay(name: &str, advertised: &[u16]) -> (usize, usize) {
     }
     let mut want = expected(&file);
     want.retain(|(_, s)| advertised.contains(&s.service));
-    assert_eq!(seen.streams, want, "{name}: streams seen by the server application");
+    assert_eq!(
+        seen.streams, want,
+        "{name}: streams seen by the server application"
+    );
     (compared, seen.streams.len())
 }
 

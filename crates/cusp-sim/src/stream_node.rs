@@ -85,7 +85,11 @@ pub struct Plan {
 impl Plan {
     /// A plan with priority 0 and no reset. `len` is rounded up to [`HEADER_LEN`] unless 0.
     pub fn new(tag: u64, len: u64, service: u16) -> Plan {
-        let len = if len == 0 { 0 } else { len.max(HEADER_LEN as u64) };
+        let len = if len == 0 {
+            0
+        } else {
+            len.max(HEADER_LEN as u64)
+        };
         Plan {
             tag,
             len,
@@ -500,11 +504,13 @@ impl StreamNode {
     fn end_out(&mut self, now: Instant, h: StreamHandle, outcome: OutOutcome) {
         let sent = self.endpoint.stats().datagrams_out;
         let Some(rec) = self.app.outs.get_mut(&h) else {
-            self.app.error(format!("final event for unknown out-stream {h}"));
+            self.app
+                .error(format!("final event for unknown out-stream {h}"));
             return;
         };
         if rec.outcome != OutOutcome::Open && rec.outcome != OutOutcome::AppReset {
-            self.app.error(format!("second final event for {h}: {outcome:?}"));
+            self.app
+                .error(format!("second final event for {h}: {outcome:?}"));
             return;
         }
         if rec.outcome == OutOutcome::AppReset {

@@ -166,7 +166,13 @@ fn memory_per_idle_stream() {
     with_side(2, || server.ep.hosts_mut().advertise(Some(7)).unwrap());
     let c = sim.add_node(ca, client);
     let s = sim.add_node(sa, server);
-    sim.connect(c, s, LinkConfig::default().bandwidth(100_000_000).queue_limit(1 << 20));
+    sim.connect(
+        c,
+        s,
+        LinkConfig::default()
+            .bandwidth(100_000_000)
+            .queue_limit(1 << 20),
+    );
     // Warm up: one stream, so the channel, both hosts and the tables exist.
     let open = |sim: &mut Sim, n: usize| {
         let now = sim.now();
