@@ -321,7 +321,7 @@ fn stream_per_message(seed: u64) -> Result<Report, String> {
         .loss(0.01);
     let mut p = Pair::new(seed, link);
     let conc = 1 + p.sim.rng().below(8) as usize;
-    let keep = seed % 2 == 0;
+    let keep = seed.is_multiple_of(2);
     let n = if keep { 2000 } else { 150 };
     let mut ps = plans(p.sim.rng(), 1, n, 1000);
     let now = p.sim.now();
@@ -1009,14 +1009,14 @@ fn services(seed: u64) -> Result<Report, String> {
     let size = |rng: &mut Rng| rng.range_inclusive(3000, 50_000);
     let small = |rng: &mut Rng| rng.range_inclusive(16, 500);
     let r = p.sim.rng();
-    let good1 = vec![
+    let good1 = [
         Plan::new(10, size(r), 7),
         Plan::new(11, size(r), dynamic),
         Plan::new(12, size(r), listen),
         Plan::new(13, 0, listen),
     ];
     let bad1 = vec![Plan::new(14, small(r), 99), Plan::new(15, size(r), 99)];
-    let good2 = vec![Plan::new(20, size(r), dynamic)];
+    let good2 = [Plan::new(20, size(r), dynamic)];
     let bad2 = vec![
         Plan::new(21, small(r), listen),
         Plan::new(22, size(r), listen),
