@@ -59,6 +59,7 @@ pub mod rng;
 pub mod runner;
 pub mod scenarios;
 pub mod sim;
+pub mod stream_node;
 pub mod testhost;
 pub mod trace;
 

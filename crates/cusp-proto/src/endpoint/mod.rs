@@ -17,7 +17,7 @@ pub mod config;
 mod context;
 pub mod host_layer;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
@@ -121,6 +121,9 @@ pub struct Endpoint<H: HostLayer> {
     new_unverified: TokenBucket,
     next_id: u64,
     next_serial: u64,
+    /// Addresses whose channel was closing (state CLOSED, about to die) when a
+    /// connect was asked for: a new channel is opened as soon as it is gone.
+    reconnect: HashSet<SocketAddrV4>,
 }
 
 impl<H: HostLayer> Endpoint<H> {
@@ -147,6 +150,7 @@ impl<H: HostLayer> Endpoint<H> {
             unverified_order: VecDeque::new(),
             next_id: 0,
             next_serial: 0,
+            reconnect: HashSet::new(),
         }
     }
 
@@ -226,7 +230,17 @@ impl<H: HostLayer> Endpoint<H> {
     }
 
     fn connect_inner(&mut self, now: Instant, addr: SocketAddrV4) -> bool {
-        if self.channels.contains_key(&addr) || !self.make_room(now) {
+        if let Some(slot) = self.channels.get(&addr) {
+            // A channel in CLOSED only sends its last NOSTATE/FAIL and dies (e.g.
+            // the fast close of an idle host, streams.md §3.7). A connect asked
+            // for now (a new stream to that host) must not be lost: open a new
+            // channel once this one is gone (see `drive`).
+            if slot.channel.state() == ChannelState::Closed {
+                self.reconnect.insert(addr);
+            }
+            return false;
+        }
+        if !self.make_room(now) {
             return false;
         }
         let mut peer = None;
@@ -332,10 +346,16 @@ impl<H: HostLayer> Endpoint<H> {
             self.core.bound.remove(&peer);
             self.core.hosts.on_unbound(now, &peer);
         }
-        // spec: streams.md §4.4 "when rec is destroyed before that: every waiter w: w(NONE)"
-        // The channel record for `addr` is gone: contacts still waiting for a channel
-        // there fail (those of an established channel were settled when it established).
-        self.core.hosts.on_connect_failed(now, addr);
+        if self.reconnect.remove(&addr) {
+            // A connect was asked for while this channel was closing: open anew;
+            // contacts waiting for the address wait for the new channel.
+            self.connect_inner(now, addr);
+        } else {
+            // spec: streams.md §4.4 "when rec is destroyed before that: every waiter w: w(NONE)"
+            // The channel record for `addr` is gone: contacts still waiting for a channel
+            // there fail (those of an established channel were settled when it established).
+            self.core.hosts.on_connect_failed(now, addr);
+        }
         Some(r)
     }
 
@@ -525,6 +545,7 @@ impl<H: HostLayer> Endpoint<H> {
 
     /// Destroy every channel, sending nothing (endpoint shutdown, `spec/streams.md` §4.8).
     pub fn destroy_all(&mut self, now: Instant) {
+        self.reconnect.clear();
         for addr in self.channel_addrs() {
             self.drive(now, addr, |ch, ctx| ch.destroy(now, ctx));
         }

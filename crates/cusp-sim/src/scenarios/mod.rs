@@ -6,12 +6,14 @@ use crate::runner::Scenario;
 
 pub mod channel;
 pub mod sim_self;
+pub mod streams;
 
 /// Every registered scenario, in registry order.
 pub fn all() -> Vec<Scenario> {
     let mut v = Vec::new();
     v.extend_from_slice(sim_self::SCENARIOS);
     v.extend_from_slice(channel::SCENARIOS);
+    v.extend_from_slice(streams::SCENARIOS);
     v
 }
 
