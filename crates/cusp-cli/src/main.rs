@@ -16,6 +16,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Measure goodput, CPU cost, round-trip time, losses and the latency of
+    /// high-priority messages under bulk load (iperf-style).
+    Perf(cmd::perf::Args),
     /// Relay UDP between LISTEN and TARGET with delay, jitter, loss, duplication and reordering.
     Relay(cmd::relay::Args),
 }
@@ -38,6 +41,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Perf(args) => cmd::perf::run(args).await,
             Command::Relay(args) => cmd::relay::run(args).await,
         }
     });

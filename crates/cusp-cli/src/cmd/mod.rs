@@ -1,3 +1,5 @@
-//! One module per subcommand.
+//! One module per subcommand, and `common` for what they share.
 
+pub mod common;
+pub mod perf;
 pub mod relay;
