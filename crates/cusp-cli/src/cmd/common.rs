@@ -70,8 +70,15 @@ impl EndpointArgs {
 /// Any interface, a free port.
 pub const ANY: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
 
+/// How long closing an endpoint waits for its channels to close. Every subcommand has
+/// its data acknowledged (or its verdict received) before it closes, so this only bounds
+/// the exit: when both ends close at the same moment the channels do not close
+/// gracefully and the wait runs to the limit (5 s by default).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Binds `config`, with the address in the error.
 pub fn bind(config: EndpointConfig) -> anyhow::Result<Endpoint> {
+    let config = config.close_timeout(CLOSE_TIMEOUT);
     let addr = config.bind;
     Endpoint::bind(config).map_err(|e| match e {
         cusp::Error::AddrInUse(_) | cusp::Error::Bind { .. } => anyhow::Error::new(e),

@@ -1,5 +1,10 @@
-//! One module per subcommand, and `common` for what they share.
+//! One module per subcommand; `common` and `transfer` hold what they share.
 
 pub mod common;
+pub mod info;
+pub mod keygen;
 pub mod perf;
+pub mod recv;
 pub mod relay;
+pub mod send;
+pub mod transfer;
