@@ -27,6 +27,10 @@ enum Command {
     /// Measure goodput, CPU cost, round-trip time, losses and the latency of
     /// high-priority messages under bulk load (iperf-style).
     Perf(cmd::perf::Args),
+    /// Accept streams on a service and print (or save) their bytes; --echo answers requests.
+    Listen(cmd::listen::Args),
+    /// Send stdin on one stream (netcat-style); --bidi sends a request and prints the reply.
+    Cat(cmd::cat::Args),
     /// Relay UDP between LISTEN and TARGET with delay, jitter, loss, duplication and reordering.
     Relay(cmd::relay::Args),
 }
@@ -53,6 +57,8 @@ fn main() -> std::process::ExitCode {
             Command::Info(args) => cmd::info::run(args).await,
             Command::Send(args) => cmd::send::run(args).await,
             Command::Recv(args) => cmd::recv::run(args).await,
+            Command::Listen(args) => cmd::listen::run(args).await,
+            Command::Cat(args) => cmd::cat::run(args).await,
             Command::Perf(args) => cmd::perf::run(args).await,
             Command::Relay(args) => cmd::relay::run(args).await,
         }
