@@ -91,6 +91,7 @@ async fn receive(host: Host, mut stream: InStream, dir: &Path) -> anyhow::Result
         }
     };
     let start = Instant::now();
+    let first_addr = host.remote_addr();
     let name = transfer::sanitize(&header.name);
     tracing::info!(%peer, %name, size = header.size, "incoming file");
     let outcome = save(&mut stream, &header, &name, dir).await;
@@ -113,8 +114,13 @@ async fn receive(host: Host, mut stream: InStream, dir: &Path) -> anyhow::Result
     .await;
     let (hash, path) = outcome.with_context(|| format!("{name} from {peer}"))?;
     let secs = start.elapsed().as_secs_f64();
+    let at = match (first_addr, host.remote_addr()) {
+        (Some(a), Some(b)) if a != b => format!("{a}, moved to {b}"),
+        (Some(a), _) => a.to_string(),
+        (None, _) => "?".into(),
+    };
     eprintln!(
-        "received {} ({}) from {peer} in {secs:.2} s ({:.1} MB/s): blake3 {hash} matches, saved as {}",
+        "received {} ({}) from {peer} at {at} in {secs:.2} s ({:.1} MB/s): blake3 {hash} matches, saved as {}",
         header.name,
         common::human_bytes(header.size),
         header.size as f64 / secs.max(1e-9) / 1e6,
