@@ -162,7 +162,11 @@ fn missing_file_is_a_clear_error() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("cannot use directory"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot use directory"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -179,17 +183,21 @@ fn perf_json_reports_goodput() {
     assert!(v["goodput_gbit_s"].as_f64().unwrap() > 0.0, "{v}");
     assert!(v["bytes"].as_u64().unwrap() > 0, "{v}");
     assert_eq!(v["delivered"], true, "{v}");
-    assert!(v["priority_rtt_under_load_ms"]["p99"].as_f64().is_some(), "{v}");
+    assert!(
+        v["priority_rtt_under_load_ms"]["p99"].as_f64().is_some(),
+        "{v}"
+    );
 }
 
 #[test]
 fn cat_bidi_round_trips_against_listen_echo() {
     let addr = format!("127.0.0.1:{}", free_port());
-    let (listen, line) = spawn_ready(
-        cusp()
-            .arg("listen")
-            .args(["--service", "7", "--echo", "--bind", &addr]),
-    );
+    let (listen, line) =
+        spawn_ready(
+            cusp()
+                .arg("listen")
+                .args(["--service", "7", "--echo", "--bind", &addr]),
+        );
     assert!(line.contains("echoing"), "{line}");
     let body = random_bytes(100_000, 3);
     let mut cat = cusp()

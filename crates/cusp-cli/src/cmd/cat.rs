@@ -33,7 +33,11 @@ pub struct Args {
 /// Runs the subcommand.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let ep = args.endpoint.bind(common::ANY)?;
-    let result = if args.bidi { bidi(&ep, &args).await } else { cat(&ep, &args).await };
+    let result = if args.bidi {
+        bidi(&ep, &args).await
+    } else {
+        cat(&ep, &args).await
+    };
     ep.close().await;
     result
 }
@@ -74,7 +78,10 @@ async fn bidi(ep: &cusp::Endpoint, args: &Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("request to {} service {}", args.addr, args.service))?;
     let mut stdout = tokio::io::stdout();
-    stdout.write_all(&reply).await.context("writing to stdout")?;
+    stdout
+        .write_all(&reply)
+        .await
+        .context("writing to stdout")?;
     stdout.flush().await.context("writing to stdout")?;
     Ok(())
 }

@@ -14,9 +14,7 @@ pub fn parse_addr(s: &str) -> Result<SocketAddrV4, String> {
         return Ok(a);
     }
     if !s.contains(':') {
-        return Err(format!(
-            "'{s}' is not ADDR:PORT (e.g. 127.0.0.1:8585)"
-        ));
+        return Err(format!("'{s}' is not ADDR:PORT (e.g. 127.0.0.1:8585)"));
     }
     let addrs = s
         .to_socket_addrs()

@@ -45,7 +45,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let ep = args.endpoint.bind(DEFAULT_BIND)?;
-    let what = if args.echo { "echoing requests" } else { "listening" };
+    let what = if args.echo {
+        "echoing requests"
+    } else {
+        "listening"
+    };
     eprintln!(
         "{what} on {} service {} (key {})",
         ep.local_addr(),
@@ -59,9 +63,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 body
             })
             .with_context(|| format!("cannot serve service {}", args.service))?;
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for Ctrl-C")
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
     } else {
         accept_loop(&ep, &args).await
     };

@@ -108,7 +108,8 @@ async fn receive(host: Host, mut stream: InStream, dir: &Path) -> anyhow::Result
     let answered = async {
         let mut out = host.connect(header.reply_service)?;
         out.write_all(reply.as_bytes()).await?;
-        out.finish_within(std::time::Duration::from_secs(30)).await?;
+        out.finish_within(std::time::Duration::from_secs(30))
+            .await?;
         Ok::<_, anyhow::Error>(())
     }
     .await;
@@ -140,15 +141,15 @@ async fn save(
     if header.algo != transfer::ALGO {
         bail!("unsupported hash algorithm {:?}", header.algo);
     }
-    if let Some(free) = free_space(dir) {
-        if free < header.size {
-            bail!(
-                "not enough space in {}: {} needed, {} free",
-                dir.display(),
-                common::human_bytes(header.size),
-                common::human_bytes(free)
-            );
-        }
+    if let Some(free) = free_space(dir)
+        && free < header.size
+    {
+        bail!(
+            "not enough space in {}: {} needed, {} free",
+            dir.display(),
+            common::human_bytes(header.size),
+            common::human_bytes(free)
+        );
     }
     let tmp = dir.join(format!(".{name}.{:016x}.cusp-part", random()));
     let mut file = tokio::fs::OpenOptions::new()
@@ -165,10 +166,7 @@ async fn save(
         while got < header.size {
             let want = (header.size - got).min(1 << 20) as usize;
             let Some(chunk) = stream.read_chunk(want).await? else {
-                bail!(
-                    "the sender stopped after {got} of {} bytes",
-                    header.size
-                );
+                bail!("the sender stopped after {got} of {} bytes", header.size);
             };
             hasher.update(&chunk);
             buf.extend_from_slice(&chunk);
@@ -256,7 +254,9 @@ fn free_space(dir: &Path) -> Option<u64> {
     }
     // SAFETY: statvfs returned 0, so it initialised the struct (zeroed anyway).
     let st = unsafe { st.assume_init() };
-    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    #[allow(clippy::unnecessary_cast)] // u32 on some targets
+    let (avail, frsize) = (st.f_bavail as u64, st.f_frsize as u64);
+    Some(avail.saturating_mul(frsize))
 }
 
 /// A random number for temporary names (the std hasher's per-process random keys).

@@ -106,7 +106,7 @@ async fn send(
     bar.finish_and_clear();
     if let Err(e) = sent {
         // The receiver may have refused the file (full disk, ...): show its reason.
-        if let Some(reason) = verdict(&mut replies, Duration::from_secs(2)).await.ok() {
+        if let Ok(reason) = verdict(&mut replies, Duration::from_secs(2)).await {
             bail!("the receiver refused the file: {}", reason.trim());
         }
         return Err(e.context("sending"));
