@@ -45,7 +45,8 @@ pub fn parse_service(s: &str) -> Result<u16, String> {
 /// Local identity and address: shared by every subcommand that binds an endpoint.
 #[derive(clap::Args, Debug, Clone)]
 pub struct EndpointArgs {
-    /// Local UDP address to bind, e.g. 0.0.0.0:8585 (default: any interface, a free port).
+    /// Local UDP address to bind, e.g. 0.0.0.0:8585 (default: any interface and a free
+    /// port; port 5201 for `perf --server`, 8585 for `listen`).
     #[arg(long, value_name = "ADDR:PORT", value_parser = parse_addr)]
     pub bind: Option<SocketAddrV4>,
     /// Private key file (from `cusp keygen`); default: a fresh key for this run.

@@ -491,7 +491,7 @@ fn table(r: &Report) -> String {
         r.idle_rtt.len()
     );
     s += &format!(
-        "  prio RTT load p50 {}, p99 {}, max {} (round trips of {} of {} high-priority pings, one per {} ms)\n",
+        "  prio RTT load  p50 {}, p99 {}, max {} (round trips of {} of {} high-priority pings, one per {} ms)\n",
         ms(quantile_ms(&r.loaded_rtt, 0.5)),
         ms(quantile_ms(&r.loaded_rtt, 0.99)),
         ms(quantile_ms(&r.loaded_rtt, 1.0)),
