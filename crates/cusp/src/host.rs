@@ -4,6 +4,7 @@ use std::net::SocketAddrV4;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use cusp_proto::channel::ChannelStats;
 use cusp_proto::crypto::PublicKey;
 use cusp_proto::host::{HostInfo, HostStats};
 use tokio::sync::mpsc;
@@ -112,6 +113,15 @@ impl Host {
     /// Stream-layer counters (`spec/streams.md` §4.12).
     pub fn stats(&self) -> Option<HostStats> {
         self.info().map(|i| i.stats)
+    }
+
+    /// Counters of the channel bound to this host (datagrams sent and received, tracked
+    /// datagrams acknowledged or declared lost), while one is bound. A channel replaced
+    /// after an address change starts from zero.
+    pub fn channel_stats(&self) -> Option<ChannelStats> {
+        let st = self.ep.0.lock();
+        let addr = st.ep.bound_channel(&self.key)?;
+        st.ep.channel(addr).map(|(_, stats)| stats)
     }
 }
 

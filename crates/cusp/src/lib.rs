@@ -48,7 +48,7 @@ pub use stream::{InStream, OutStream};
 
 /// Types of the sans-IO core that appear in this API.
 pub mod proto {
-    pub use cusp_proto::channel::ChannelConfig;
+    pub use cusp_proto::channel::{ChannelConfig, ChannelStats};
     pub use cusp_proto::crypto::{
         PrivateKey, PublicKey, PublicKeySuite, PublicKeySuites, SymmetricSuite, SymmetricSuites,
     };
