@@ -21,7 +21,7 @@ use cusp_proto::crypto::suite::PublicKeySuite;
 use cusp_proto::endpoint::host_layer::HostLayer;
 use cusp_proto::host::{HostConfig, HostEvent, HostTable, StreamHandle};
 use cusp_proto::stream::ReadResult;
-use cusp_proto::wire::segment::{Segment, Segments};
+use cusp_proto::wire::segment::Segments;
 use support::vector_file::{SegmentLine, VectorFile, direction};
 
 /// The reference budget (1468 - 8 - 16).
@@ -33,31 +33,6 @@ struct StreamSeen {
     bytes: Vec<u8>,
     finished: bool,
     reset: bool,
-}
-
-fn to_line(s: &Segment<'_>) -> SegmentLine {
-    match *s {
-        Segment::Data {
-            id,
-            offset,
-            eof,
-            explicit_offset,
-            bytes,
-        } => SegmentLine::Data {
-            id,
-            eof,
-            offset_field: explicit_offset,
-            offset,
-            len: bytes.len(),
-            bytes: Some(bytes.to_vec()),
-        },
-        Segment::WriterResets { id } => SegmentLine::WriterResets { id },
-        Segment::ReaderResets { seq, id } => SegmentLine::ReaderResets { seq, id },
-        Segment::ReaderBarrier { seq, id, barrier } => {
-            SegmentLine::ReaderBarrier { seq, id, barrier }
-        }
-        Segment::Connect { seq, service } => SegmentLine::Connect { seq, service },
-    }
 }
 
 /// What the transcript says the client sent, per stream id.
@@ -156,7 +131,7 @@ fn replay(name: &str, advertised: &[u16]) -> (BTreeMap<u16, StreamSeen>, usize) 
             let mut buf = vec![0u8; BUDGET];
             let (len, id) = server.pull(now, &client_key, &mut buf);
             let mine: Vec<SegmentLine> = Segments::new(&buf[..len])
-                .map(|s| to_line(&s.unwrap()))
+                .map(|s| SegmentLine::from_segment(&s.unwrap()))
                 .collect();
             let theirs: Vec<SegmentLine> = d.all("segment").map(SegmentLine::parse).collect();
             assert_eq!(mine, theirs, "{name} {n}: server payload");

@@ -200,6 +200,33 @@ pub enum SegmentLine {
 }
 
 impl SegmentLine {
+    /// The line form of a parsed segment, DATA bytes included.
+    pub fn from_segment(s: &cusp_proto::wire::Segment<'_>) -> Self {
+        use cusp_proto::wire::Segment;
+        match *s {
+            Segment::Data {
+                id,
+                offset,
+                eof,
+                explicit_offset,
+                bytes,
+            } => SegmentLine::Data {
+                id,
+                eof,
+                offset_field: explicit_offset,
+                offset,
+                len: bytes.len(),
+                bytes: Some(bytes.to_vec()),
+            },
+            Segment::WriterResets { id } => SegmentLine::WriterResets { id },
+            Segment::ReaderResets { seq, id } => SegmentLine::ReaderResets { seq, id },
+            Segment::ReaderBarrier { seq, id, barrier } => {
+                SegmentLine::ReaderBarrier { seq, id, barrier }
+            }
+            Segment::Connect { seq, service } => SegmentLine::Connect { seq, service },
+        }
+    }
+
     /// Parse one `segment:` value.
     pub fn parse(s: &str) -> Self {
         let mut words = s.split_whitespace();
