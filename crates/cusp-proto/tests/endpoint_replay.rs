@@ -18,82 +18,7 @@ use cusp_proto::crypto::{Entropy, PrivateKey};
 use cusp_proto::endpoint::{Endpoint, EndpointConfig};
 use cusp_proto::host::{HostConfig, HostEvent, HostTable, StreamHandle};
 use cusp_proto::stream::ReadResult;
-use support::vector_file::{Section, SegmentLine, VectorFile, direction};
-
-#[derive(Debug, Default, PartialEq, Eq)]
-struct StreamSeen {
-    service: u16,
-    bytes: Vec<u8>,
-    finished: bool,
-    reset: bool,
-}
-
-/// What the transcript says the client sent, per stream id (ids restart after a wipe, so
-/// each CONNECT starts a new incarnation; the list keeps them in order).
-fn expected(file: &VectorFile) -> Vec<(u16, StreamSeen)> {
-    let mut exp: Vec<(u16, StreamSeen)> = Vec::new();
-    let mut current: BTreeMap<u16, usize> = BTreeMap::new();
-    for d in &file.datagrams {
-        // The first DATA to a restarted server (V5) reaches no stream state: it is answered
-        // by NOSTATE, not delivered.
-        let restarted = d
-            .all("note")
-            .any(|n| n.contains("server process restarted"));
-        if d.get("type") != "DATA" || direction(d).0 != "client" || restarted {
-            continue;
-        }
-        let mut connect = None;
-        for line in d.all("segment") {
-            match SegmentLine::parse(line) {
-                SegmentLine::Connect { service, .. } => connect = Some(service),
-                SegmentLine::Data {
-                    id,
-                    eof,
-                    offset,
-                    bytes,
-                    ..
-                } => {
-                    if let Some(service) = connect.take() {
-                        // A CONNECT repeats on every segment until acknowledged (explicit
-                        // offsets); a new incarnation of the id starts at offset 0 after the
-                        // previous one ended, or after a wipe (V5).
-                        let same = current.get(&id).is_some_and(|&i| {
-                            let s = &exp[i].1;
-                            s.service == service && (offset > 0 || !(s.finished || s.reset))
-                        });
-                        if !same {
-                            current.insert(id, exp.len());
-                            exp.push((
-                                id,
-                                StreamSeen {
-                                    service,
-                                    ..StreamSeen::default()
-                                },
-                            ));
-                        }
-                    }
-                    let s = &mut exp[current[&id]].1;
-                    let b = bytes.expect("bytes recorded");
-                    let end = offset as usize + b.len();
-                    if s.bytes.len() < end {
-                        s.bytes.resize(end, 0);
-                    }
-                    s.bytes[offset as usize..end].copy_from_slice(&b);
-                    s.finished |= eof;
-                }
-                SegmentLine::WriterResets { id } => exp[current[&id]].1.reset = true,
-                other => panic!("client sent a reader segment {other:?}"),
-            }
-        }
-    }
-    for (_, s) in &mut exp {
-        if s.reset {
-            s.finished = false;
-            s.bytes.clear();
-        }
-    }
-    exp
-}
+use support::vector_file::{Section, StreamSeen, VectorFile, direction, expected_client_streams};
 
 fn addr(s: &str) -> SocketAddrV4 {
     s.parse().expect("address")
@@ -239,7 +164,7 @@ fn replay(name: &str, advertised: &[u16]) -> (usize, usize) {
         );
         compared += 1;
     }
-    let mut want = expected(&file);
+    let mut want = expected_client_streams(&file);
     want.retain(|(_, s)| advertised.contains(&s.service));
     assert_eq!(
         seen.streams, want,

@@ -22,66 +22,20 @@ use cusp_proto::endpoint::host_layer::HostLayer;
 use cusp_proto::host::{HostConfig, HostEvent, HostTable, StreamHandle};
 use cusp_proto::stream::ReadResult;
 use cusp_proto::wire::segment::Segments;
-use support::vector_file::{SegmentLine, VectorFile, direction};
+use support::vector_file::{
+    SegmentLine, StreamSeen, VectorFile, direction, expected_client_streams,
+};
 
 /// The reference budget (1468 - 8 - 16).
 const BUDGET: usize = 1444;
 
-#[derive(Debug, Default, PartialEq, Eq)]
-struct StreamSeen {
-    service: u16,
-    bytes: Vec<u8>,
-    finished: bool,
-    reset: bool,
-}
-
-/// What the transcript says the client sent, per stream id.
+/// What the transcript says the client sent, per stream id (no id is reused in V1/V4/V8).
 fn expected(file: &VectorFile) -> BTreeMap<u16, StreamSeen> {
-    let mut exp: BTreeMap<u16, StreamSeen> = BTreeMap::new();
-    for d in &file.datagrams {
-        if d.get("type") != "DATA" || direction(d).0 != "client" {
-            continue;
-        }
-        let mut connect = None;
-        for line in d.all("segment") {
-            match SegmentLine::parse(line) {
-                SegmentLine::Connect { service, .. } => connect = Some(service),
-                SegmentLine::Data {
-                    id,
-                    eof,
-                    offset,
-                    bytes,
-                    ..
-                } => {
-                    if let Some(service) = connect.take() {
-                        exp.entry(id).or_insert_with(|| StreamSeen {
-                            service,
-                            ..StreamSeen::default()
-                        });
-                    }
-                    let s = exp.get_mut(&id).expect("DATA of a connected stream");
-                    let b = bytes.expect("bytes recorded");
-                    let end = offset as usize + b.len();
-                    if s.bytes.len() < end {
-                        s.bytes.resize(end, 0);
-                    }
-                    s.bytes[offset as usize..end].copy_from_slice(&b);
-                    s.finished |= eof;
-                }
-                SegmentLine::WriterResets { id } => {
-                    exp.get_mut(&id).expect("known stream").reset = true;
-                }
-                other => panic!("client sent a reader segment {other:?}"),
-            }
-        }
-    }
-    for s in exp.values_mut() {
-        if s.reset {
-            s.finished = false;
-            s.bytes.clear(); // unread data is discarded on a writer reset
-        }
-    }
-    exp
+    let streams = expected_client_streams(file);
+    let n = streams.len();
+    let map: BTreeMap<u16, StreamSeen> = streams.into_iter().collect();
+    assert_eq!(map.len(), n, "{}: a stream id is reused", file.name);
+    map
 }
 
 /// Replays one transcript; returns the streams the server application saw

@@ -270,3 +270,83 @@ impl SegmentLine {
         }
     }
 }
+
+/// One stream as the transcript's client sent it: service, bytes, end, reset.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StreamSeen {
+    /// Service of the CONNECT that created it.
+    pub service: u16,
+    /// Stream bytes (cleared after a writer reset: unread data is discarded).
+    pub bytes: Vec<u8>,
+    /// The EOF was sent (and no reset).
+    pub finished: bool,
+    /// The writer reset it.
+    pub reset: bool,
+}
+
+/// What the transcript says the client sent, per stream id (ids restart after a wipe, so
+/// each CONNECT starts a new incarnation; the list keeps them in order).
+pub fn expected_client_streams(file: &VectorFile) -> Vec<(u16, StreamSeen)> {
+    let mut exp: Vec<(u16, StreamSeen)> = Vec::new();
+    let mut current: BTreeMap<u16, usize> = BTreeMap::new();
+    for d in &file.datagrams {
+        // The first DATA to a restarted server (V5) reaches no stream state: it is answered
+        // by NOSTATE, not delivered.
+        let restarted = d
+            .all("note")
+            .any(|n| n.contains("server process restarted"));
+        if d.get("type") != "DATA" || direction(d).0 != "client" || restarted {
+            continue;
+        }
+        let mut connect = None;
+        for line in d.all("segment") {
+            match SegmentLine::parse(line) {
+                SegmentLine::Connect { service, .. } => connect = Some(service),
+                SegmentLine::Data {
+                    id,
+                    eof,
+                    offset,
+                    bytes,
+                    ..
+                } => {
+                    if let Some(service) = connect.take() {
+                        // A CONNECT repeats on every segment until acknowledged (explicit
+                        // offsets); a new incarnation of the id starts at offset 0 after the
+                        // previous one ended, or after a wipe (V5).
+                        let same = current.get(&id).is_some_and(|&i| {
+                            let s = &exp[i].1;
+                            s.service == service && (offset > 0 || !(s.finished || s.reset))
+                        });
+                        if !same {
+                            current.insert(id, exp.len());
+                            exp.push((
+                                id,
+                                StreamSeen {
+                                    service,
+                                    ..StreamSeen::default()
+                                },
+                            ));
+                        }
+                    }
+                    let s = &mut exp[current[&id]].1;
+                    let b = bytes.expect("bytes recorded");
+                    let end = offset as usize + b.len();
+                    if s.bytes.len() < end {
+                        s.bytes.resize(end, 0);
+                    }
+                    s.bytes[offset as usize..end].copy_from_slice(&b);
+                    s.finished |= eof;
+                }
+                SegmentLine::WriterResets { id } => exp[current[&id]].1.reset = true,
+                other => panic!("client sent a reader segment {other:?}"),
+            }
+        }
+    }
+    for (_, s) in &mut exp {
+        if s.reset {
+            s.finished = false;
+            s.bytes.clear();
+        }
+    }
+    exp
+}
