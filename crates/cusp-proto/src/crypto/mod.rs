@@ -17,6 +17,7 @@ pub mod field;
 pub mod handshake;
 pub mod hmqv;
 pub mod keys;
+mod poly1305;
 pub mod poly1305aes;
 pub mod session;
 pub mod suite;

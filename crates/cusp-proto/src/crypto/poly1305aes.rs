@@ -4,7 +4,6 @@
 
 use aes::Aes128Enc as Aes128;
 use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
-use poly1305::Poly1305;
 use zeroize::Zeroize;
 
 /// Length of one directional `poly1305+aes` key: AES key `K` || Poly1305 `r`.
@@ -71,8 +70,13 @@ impl Poly1305AesKey {
             }
             self.aes.encrypt_blocks(&mut blocks[..n]);
             for (bytes, ks) in chunk.chunks_mut(16).zip(blocks.iter()) {
-                for (d, k) in bytes.iter_mut().zip(ks.iter()) {
-                    *d ^= k;
+                if let Ok(word) = <&mut [u8; 16]>::try_from(&mut *bytes) {
+                    let k: [u8; 16] = (*ks).into();
+                    *word = (u128::from_ne_bytes(*word) ^ u128::from_ne_bytes(k)).to_ne_bytes();
+                } else {
+                    for (d, k) in bytes.iter_mut().zip(ks.iter()) {
+                        *d ^= k;
+                    }
                 }
             }
         }
@@ -87,15 +91,10 @@ impl Poly1305AesKey {
     pub fn mac_with_nonce(&self, nonce: &[u8; 16], msg: &[u8]) -> [u8; TAG_LEN] {
         let mut s = Array::from(*nonce);
         self.aes.encrypt_block(&mut s);
-        let mut rs = [0u8; 32];
-        rs[..16].copy_from_slice(&self.r);
-        rs[16..].copy_from_slice(&s);
-        s.as_mut_slice().zeroize();
-        let mut key = poly1305::Key::from(rs);
-        rs.zeroize();
-        let poly = Poly1305::new(&key);
-        key.as_mut_slice().zeroize();
-        poly.compute_unpadded(msg).into()
+        let mut s_bytes: [u8; 16] = s.into();
+        let tag = super::poly1305::tag(&self.r, &s_bytes, msg);
+        s_bytes.zeroize();
+        tag
     }
 
     /// The tag of `msg` sealed with `counter`: Poly1305-AES with the nonce block
