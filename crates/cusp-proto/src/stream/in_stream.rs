@@ -108,6 +108,10 @@ enum TicketKind {
         old_reader: u64,
         sent: u64,
         prev: u64,
+        /// When the barrier was sent, the writer had used all but a quarter
+        /// window of its credit and the application had read all but a quarter
+        /// window: the window, not the reader, limited the stream.
+        starved: bool,
     },
     ReaderResets,
 }
@@ -508,6 +512,8 @@ impl InStream {
             old_reader: self.reader_offset(),
             sent: self.barrier,
             prev: self.last_barrier,
+            starved: self.edge + self.window / 4 >= self.last_barrier
+                && self.ready_bytes as u64 <= self.window / 4,
         };
         self.last_barrier = self.barrier;
         let n = write_reader_barrier(buf, seq, id, self.barrier as u32);
@@ -515,9 +521,12 @@ impl InStream {
     }
 
     /// The channel acknowledged or lost the packet carrying the ticket's
-    /// segment. An acked barrier adapts the window to twice the bytes read
-    /// since it was sent; a lost one re-arms the update if nothing newer was
-    /// sent; a lost READER_RESETS is sent again.
+    /// segment. An acked barrier grows the window to twice the bytes read
+    /// since it was sent (the reference's rule) or, if the window limited the
+    /// stream when it was sent, to twice the window; unlike the reference it
+    /// never shrinks (local policy, docs/decisions.md "Receive window growth").
+    /// A lost barrier re-arms the update if nothing newer was sent; a lost
+    /// READER_RESETS is sent again.
     // spec: streams.md §2.2.6 ack(ok)
     pub fn on_packet_outcome(&mut self, ticket: InTicket, acked: bool) {
         match ticket.0 {
@@ -534,10 +543,12 @@ impl InStream {
                 old_reader,
                 sent,
                 prev,
+                starved,
             } => {
                 if acked {
-                    let new_reader = self.reader_offset();
-                    let w = 2 * new_reader.saturating_sub(old_reader);
+                    let consumed = self.reader_offset().saturating_sub(old_reader);
+                    let grown = if starved { 2 * self.window } else { self.window };
+                    let w = grown.max(2 * consumed);
                     self.window = w.clamp(u64::from(MIN_WINDOW), self.max_window);
                     self.update_barrier();
                 } else if self.last_barrier == sent {

@@ -143,13 +143,43 @@ fn window_doubles_on_barrier_ack_and_lost_barrier_rearms() {
         read_all(&mut s);
     }
     s.on_packet_outcome(t, true);
+    // The reference rule: twice the bytes read while the barrier was in flight
+    // (the writer was not starved when it was sent, so no doubling).
     assert_eq!(s.window(), 40_000);
     assert_eq!(s.barrier(), 30_000 + 40_000);
-    // A slow reader falls back to MIN_WINDOW.
+    // A reader that falls behind and reads nothing while the barrier is in flight:
+    // the reference would fall back to MIN_WINDOW; this reader keeps its window.
+    s.on_data(30_000, &data(15_000), false).unwrap();
     let (_, t) = pull(&mut s, 7, 3).unwrap();
     s.on_packet_outcome(t, true);
-    assert_eq!(s.window(), u64::from(MIN_WINDOW));
-    assert_eq!(s.barrier(), 70_000, "the barrier never decreases");
+    assert_eq!(s.window(), 40_000);
+    assert_eq!(s.barrier(), 70_000);
+}
+
+// Local policy (docs/decisions.md "Receive window growth").
+#[test]
+fn window_doubles_while_the_writer_fills_it_and_the_reader_keeps_up() {
+    let mut s = InStream::default();
+    let mut credit = u64::from(MIN_WINDOW);
+    let mut at = 0u64;
+    let mut expected = u64::from(MIN_WINDOW);
+    for _ in 0..12 {
+        // The writer uses all its credit; the reader reads it at once; the barrier's
+        // ack arrives before any more data (nothing is read meanwhile, so the
+        // reference rule alone would keep the window at MIN_WINDOW).
+        s.on_data(at as u32, &data((credit - at) as usize), false).unwrap();
+        at = credit;
+        read_all(&mut s);
+        let (seg, t) = pull(&mut s, 1, 0).unwrap();
+        let Seg::ReaderBarrier { barrier, .. } = seg else {
+            panic!("{seg:?}")
+        };
+        credit = u64::from(barrier);
+        s.on_packet_outcome(t, true);
+        expected = (2 * expected).min(16 << 20);
+        assert_eq!(s.window(), expected);
+    }
+    assert_eq!(s.window(), 16 << 20, "clamped at max_window");
 }
 
 #[test]
