@@ -10,6 +10,22 @@
 //!
 //! # Float or integer
 //!
+//! # Delay gate (local policy)
+//!
+//! [`Reno`] adds one thing to the reference: it reads the queueing delay its own
+//! traffic causes ([`RttInfo::queueing`], from raw RTT samples, see
+//! [`DelayEstimate`](super::delay::DelayEstimate)). When the standing queue
+//! exceeds the limit (twice the path's base RTT, within 1–100 ms) it cuts the window
+//! by 15 % (and leaves slow start), at most once per recent RTT, and does not
+//! grow it meanwhile. Otherwise growth and loss reactions are the
+//! reference's, so flows sharing an ordinary bottleneck (a queue of up to one
+//! or two BDP) split it as fairly as loss-based Reno does; a lower limit would not
+//! (a flow that measured a lower base RTT sees more queue and keeps
+//! yielding). Without delay samples it behaves exactly as the reference.
+//! This keeps the queue in front of a saturated receiver (or a deep socket
+//! buffer) within a few ms on a fast path, so high-priority streams are not stuck behind it
+//! (docs/decisions.md "Delay-gated Reno").
+//!
 //! The reference keeps `cwnd`, `ssthresh` and `in_flight` as 32-bit floats
 //! (remark R16). [`Reno`] keeps `cwnd` and `ssthresh` as `f32` so that window
 //! growth (`bytes²/cwnd` in congestion avoidance, rounded to 24 bits of
@@ -46,8 +62,9 @@ pub trait CongestionControl {
     fn on_sent(&mut self, now: Instant, payload: usize) -> Self::Ticket;
 
     /// The datagram of `ticket` left the network with `outcome` (exactly once
-    /// per ticket). `rtt` is the smoothed RTT after that datagram's sample.
-    fn on_outcome(&mut self, now: Instant, ticket: Self::Ticket, outcome: Outcome, rtt: Duration);
+    /// per ticket). `rtt` is the channel's RTT knowledge after that datagram's
+    /// sample.
+    fn on_outcome(&mut self, now: Instant, ticket: Self::Ticket, outcome: Outcome, rtt: RttInfo);
 
     /// Whether the window admits another datagram carrying new stream data
     /// (`in_flight < cwnd`, §5.2). Pure acks are sent regardless.
@@ -65,6 +82,31 @@ pub trait CongestionControl {
         None
     }
 }
+
+/// What the channel knows about round-trip times when it reports an outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RttInfo {
+    /// The reference's smoothed RTT (never below 100 ms, §5.4).
+    pub smoothed: Duration,
+    /// Standing queueing delay from raw samples (`None` before the first ack).
+    pub queueing: Option<Duration>,
+    /// Queueing delay above which the window shrinks.
+    pub limit: Option<Duration>,
+    /// Recent raw RTT: the pace of delay reactions.
+    pub recent: Option<Duration>,
+}
+
+impl RttInfo {
+    /// The standing queue exceeds the limit.
+    fn queue_above_limit(&self) -> bool {
+        matches!((self.queueing, self.limit), (Some(q), Some(l)) if q > l)
+    }
+}
+
+/// Factor of a delay cut.
+const DELAY_CUT: f32 = 0.85;
+/// A delay cut never takes the window below four full datagrams.
+const DELAY_CUT_FLOOR: f32 = 4.0 * 1496.0;
 
 /// Per-datagram state of [`Reno`]: what §5.5's `pull` captures for its
 /// outcome callback.
@@ -94,6 +136,8 @@ pub struct Reno {
     cwnd: f32,
     ssthresh: f32,
     in_flight: u64,
+    /// Time of the last delay cut.
+    delay_cut_at: Option<Instant>,
 }
 
 impl Default for Reno {
@@ -110,6 +154,7 @@ impl Reno {
             cwnd: INITIAL_CWND,
             ssthresh: MAX_CWND,
             in_flight: 0,
+            delay_cut_at: None,
         }
     }
 
@@ -121,6 +166,23 @@ impl Reno {
     /// The congestion window in bytes (exact `f32` value).
     pub fn cwnd_exact(&self) -> f32 {
         self.cwnd
+    }
+
+    /// Shrinks the window by [`DELAY_CUT`] unless it was cut less than one
+    /// recent RTT ago.
+    fn delay_cut(&mut self, now: Instant, rtt: RttInfo) {
+        let pace = rtt.recent.unwrap_or(rtt.smoothed);
+        if self
+            .delay_cut_at
+            .is_some_and(|t| now.saturating_duration_since(t) < pace)
+        {
+            return;
+        }
+        self.delay_cut_at = Some(now);
+        if self.cwnd > DELAY_CUT_FLOOR {
+            self.cwnd = (self.cwnd * DELAY_CUT).max(DELAY_CUT_FLOOR);
+        }
+        self.ssthresh = self.cwnd;
     }
 
     /// Half the bytes in flight, at least `MIN_CWND`.
@@ -146,12 +208,14 @@ impl CongestionControl for Reno {
         }
     }
 
-    fn on_outcome(&mut self, _now: Instant, ticket: RenoTicket, outcome: Outcome, _rtt: Duration) {
+    fn on_outcome(&mut self, now: Instant, ticket: RenoTicket, outcome: Outcome, rtt: RttInfo) {
         // spec: channel.md §5.5 (outcome callback)
         let same_generation = self.ssthresh.to_bits() == ticket.ssthresh_at_send.to_bits();
         match outcome {
             Outcome::Acked => {
-                if ticket.nearly_full {
+                if rtt.queue_above_limit() {
+                    self.delay_cut(now, rtt);
+                } else if ticket.nearly_full {
                     let b = ticket.bytes as f32;
                     let growth = if self.cwnd < self.ssthresh {
                         b // slow start
@@ -200,7 +264,12 @@ mod tests {
     use super::*;
     use crate::wire::STREAM_BUDGET;
 
-    const RTT: Duration = Duration::from_millis(100);
+    const RTT: RttInfo = RttInfo {
+        smoothed: Duration::from_millis(100),
+        queueing: None,
+        limit: None,
+        recent: None,
+    };
 
     /// Send full datagrams while the window is open; return their tickets.
     fn fill(r: &mut Reno, now: Instant) -> Vec<RenoTicket> {

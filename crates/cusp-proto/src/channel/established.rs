@@ -156,7 +156,7 @@ impl<C: CongestionControl> Established<C> {
         outcome: Outcome,
         ctx: &mut impl ChannelContext,
     ) {
-        let rtt = self.recovery.rtt();
+        let rtt = self.recovery.rtt_info();
         self.stats.tally(outcome);
         self.cc.on_outcome(now, ticket, outcome, rtt);
         ctx.on_packet_outcome(now, packet, outcome.is_acked());
@@ -256,9 +256,8 @@ impl<C: CongestionControl> Established<C> {
         let tsn32 = tsn as u32;
         if self.acks.classify(tsn32).is_processed() {
             let asn = truncate_asn(header.asn(self.tsn));
-            let rtt = self.recovery.rtt();
             let (recovery, cc, stats) = (&mut self.recovery, &mut self.cc, &mut self.stats);
-            recovery.on_ack(now, asn, header.acklen, |(packet, ticket), outcome| {
+            recovery.on_ack(now, asn, header.acklen, |(packet, ticket), outcome, rtt| {
                 stats.tally(outcome);
                 cc.on_outcome(now, ticket, outcome, rtt);
                 ctx.on_packet_outcome(now, packet, outcome.is_acked());

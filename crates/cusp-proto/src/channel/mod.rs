@@ -55,6 +55,7 @@ pub mod config;
 pub mod congestion;
 pub mod constants;
 pub mod context;
+pub mod delay;
 pub mod established;
 pub mod handshake_timer;
 pub mod negotiation;
@@ -62,7 +63,7 @@ pub mod recovery;
 
 pub use ack::{AckGenerator, Arrival};
 pub use config::ChannelConfig;
-pub use congestion::{CongestionControl, Reno, RenoTicket};
+pub use congestion::{CongestionControl, Reno, RenoTicket, RttInfo};
 pub use context::{ChannelContext, EstablishedInfo, PacketId};
 pub use established::ChannelStats;
 pub use negotiation::{Channel, ChannelState, MIN_TRANSMIT_BUFFER};

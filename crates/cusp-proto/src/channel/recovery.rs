@@ -25,9 +25,11 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::Outcome;
+use super::congestion::RttInfo;
 use super::constants::{
     JITTER_ALLOWANCE, MAX_INITIAL_RTT, MAX_RTT, MIN_RTT, REORDER_THRESHOLD, RTT_NEW_SAMPLE_PERCENT,
 };
+use super::delay::DelayEstimate;
 use super::serial::{at_least, diff, is_newer};
 
 /// One tracked DATA datagram (`spec/channel.md` §5.4, queue record).
@@ -63,6 +65,8 @@ pub struct Recovery<T> {
     queue: VecDeque<SentRecord<T>>,
     /// Smoothed RTT, always within `MIN_RTT ..= MAX_RTT`.
     rtt: Duration,
+    /// Raw samples of acknowledged datagrams, for the congestion controller.
+    delay: DelayEstimate,
 }
 
 impl<T> Recovery<T> {
@@ -73,12 +77,24 @@ impl<T> Recovery<T> {
         Recovery {
             queue: VecDeque::new(),
             rtt: rtt0.clamp(MIN_RTT, MAX_INITIAL_RTT),
+            delay: DelayEstimate::default(),
         }
     }
 
     /// The current smoothed RTT.
     pub fn rtt(&self) -> Duration {
         self.rtt
+    }
+
+    /// The smoothed RTT and the raw-sample queueing delay, for the congestion
+    /// controller.
+    pub fn rtt_info(&self) -> RttInfo {
+        RttInfo {
+            smoothed: self.rtt,
+            queueing: self.delay.queueing(),
+            limit: self.delay.limit(),
+            recent: self.delay.recent(),
+        }
     }
 
     /// The retransmission timeout, `1.5·RTT + 50 ms`.
@@ -128,7 +144,8 @@ impl<T> Recovery<T> {
     /// newer than `asn`; a record inside the range is [`Outcome::Acked`]; one
     /// at least 3 below `asn` and outside the range is [`Outcome::Missing`]
     /// (fast retransmit); the rest (1 or 2 below `asn`, not covered) stay.
-    /// Every removed record gives an RTT sample and is passed to `report`.
+    /// Every removed record gives an RTT sample and is passed to `report`
+    /// with the RTT knowledge after that sample.
     ///
     /// Afterwards the caller should drain [`Recovery::on_timeout`] (the new
     /// RTT may put the oldest record's deadline in the past).
@@ -137,7 +154,7 @@ impl<T> Recovery<T> {
         now: Instant,
         asn: u32,
         acklen: u8,
-        mut report: impl FnMut(T, Outcome),
+        mut report: impl FnMut(T, Outcome, RttInfo),
     ) {
         // spec: channel.md §5.4 (on_packet)
         let low = asn.wrapping_sub(u32::from(acklen));
@@ -157,7 +174,11 @@ impl<T> Recovery<T> {
             };
             let r = self.queue.remove(i).expect("index in bounds");
             self.update_rtt(now, &r);
-            report(r.token, outcome);
+            if outcome == Outcome::Acked {
+                self.delay
+                    .on_sample(now, now.saturating_duration_since(r.sent));
+            }
+            report(r.token, outcome, self.rtt_info());
         }
     }
 
@@ -213,7 +234,7 @@ mod tests {
 
     fn acks(r: &mut Recovery<u64>, now: Instant, asn: u32, acklen: u8) -> Vec<(u64, Outcome)> {
         let mut v = Vec::new();
-        r.on_ack(now, asn, acklen, |t, o| v.push((t, o)));
+        r.on_ack(now, asn, acklen, |t, o, _| v.push((t, o)));
         v
     }
 
@@ -459,7 +480,7 @@ mod tests {
                     }
                     Op::Ack { back, acklen } => {
                         let asn = (next_tsn as u32).wrapping_sub(1).wrapping_sub(back);
-                        r.on_ack(now, asn, acklen, |t, _| note(&mut count, t));
+                        r.on_ack(now, asn, acklen, |t, _, _| note(&mut count, t));
                         while let Some((t, _)) = r.on_timeout(now) { note(&mut count, t); }
                     }
                     Op::Advance { ms } => {

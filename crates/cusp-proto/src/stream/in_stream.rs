@@ -547,7 +547,11 @@ impl InStream {
             } => {
                 if acked {
                     let consumed = self.reader_offset().saturating_sub(old_reader);
-                    let grown = if starved { 2 * self.window } else { self.window };
+                    let grown = if starved {
+                        2 * self.window
+                    } else {
+                        self.window
+                    };
                     let w = grown.max(2 * consumed);
                     self.window = w.clamp(u64::from(MIN_WINDOW), self.max_window);
                     self.update_barrier();

@@ -167,7 +167,8 @@ fn window_doubles_while_the_writer_fills_it_and_the_reader_keeps_up() {
         // The writer uses all its credit; the reader reads it at once; the barrier's
         // ack arrives before any more data (nothing is read meanwhile, so the
         // reference rule alone would keep the window at MIN_WINDOW).
-        s.on_data(at as u32, &data((credit - at) as usize), false).unwrap();
+        s.on_data(at as u32, &data((credit - at) as usize), false)
+            .unwrap();
         at = credit;
         read_all(&mut s);
         let (seg, t) = pull(&mut s, 1, 0).unwrap();
