@@ -2,9 +2,10 @@
 //!
 //! One turn of the loop:
 //! 1. **Receive**: take what the socket holds (one `recvmmsg` with GRO per batch, up to
-//!    [`MAX_RECV_ROUNDS`] batches per turn), hand each datagram to the core in place and,
-//!    after each, drain `poll_transmit` into the transmit batch: the core may owe an ack at
-//!    once (one ack covers 16 TSNs), so acks are built between datagrams, not after a batch.
+//!    [`MAX_RECV_ROUNDS`] batches per turn), hand each datagram to the core in place, and
+//!    drain `poll_transmit` into the transmit batch after the batch, or at once when the
+//!    core says an ack cannot wait (one ack covers only 16 TSNs). So one ack covers up to
+//!    16 datagrams of a batch instead of every second one.
 //! 2. **Timers and sends**: fire due timers, drain `poll_transmit`, dispatch events.
 //! 3. **Flush** the transmit batch outside the lock: runs of consecutive datagrams to one
 //!    destination with one size (the last may be shorter) leave in one GSO `sendmsg`.
@@ -150,15 +151,15 @@ pub(crate) async fn run(shared: Arc<Shared>, io: UdpIo, max_datagram: usize) {
                     let mut st = shared.lock();
                     let now = Instant::now();
                     let done = loop {
-                        if !tx.drain(&mut st.ep, now) {
-                            break false;
-                        }
                         let Some((from, range)) = spans.get(next) else {
-                            break true;
+                            break tx.drain(&mut st.ep, now);
                         };
                         next += 1;
-                        if let Some(d) = rx.bytes_mut(range.clone()) {
-                            st.ep.handle(now, *from, d);
+                        if let Some(d) = rx.bytes_mut(range.clone())
+                            && st.ep.handle(now, *from, d)
+                            && !tx.drain(&mut st.ep, now)
+                        {
+                            break false;
                         }
                     };
                     st.dispatch(&shared, &mut wake);

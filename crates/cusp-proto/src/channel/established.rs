@@ -290,6 +290,11 @@ impl<C: CongestionControl> Established<C> {
         ctx.on_unbound(now);
     }
 
+    /// See [`Channel::ack_urgent`](super::Channel::ack_urgent).
+    pub(super) fn ack_urgent(&self) -> bool {
+        self.acks.ack_urgent()
+    }
+
     /// The smoothed round-trip time.
     pub(super) fn rtt(&self) -> Duration {
         self.recovery.rtt()

@@ -221,6 +221,18 @@ impl<C: CongestionControl + Default> Channel<C> {
         }
     }
 
+    /// Whether an ack must be built before the next datagram is handed in:
+    /// an unreported datagram is about to leave the 16-TSN range of every
+    /// future ack ([`AckGenerator::ack_urgent`](super::AckGenerator::ack_urgent)).
+    /// A driver that hands in a batch of datagrams may build everything else
+    /// after the batch.
+    pub fn ack_urgent(&self) -> bool {
+        match &self.state {
+            State::Established(e) if !self.dead => e.ack_urgent(),
+            _ => false,
+        }
+    }
+
     /// When [`Channel::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.dead {

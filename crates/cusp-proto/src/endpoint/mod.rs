@@ -367,22 +367,28 @@ impl<H: HostLayer> Endpoint<H> {
     /// a WELCOME or DATA (answered by one NOSTATE, then the channel dies).
     /// Corrupt datagrams, NOSTATE, FAIL and the NAT messages leave no state.
     ///
-    /// Drain [`Endpoint::poll_transmit`] before handing in the next datagram:
-    /// an ack may be due at once (one ack covers only 16 TSNs, §5.3).
+    /// Returns whether [`Endpoint::poll_transmit`] must be drained before the
+    /// next datagram is handed in (an ack is due at once: one ack covers only
+    /// 16 TSNs, §5.3, see [`Channel::ack_urgent`]). Otherwise a driver may
+    /// hand in a whole receive batch first and drain once, which lets one ack
+    /// cover up to 16 datagrams; draining after every datagram is also fine.
     // spec: channel.md §4.1, §4.4
-    pub fn handle(&mut self, now: Instant, from: SocketAddrV4, datagram: &mut [u8]) {
+    pub fn handle(&mut self, now: Instant, from: SocketAddrV4, datagram: &mut [u8]) -> bool {
         let len = datagram.len() as u64;
         self.core.stats.datagrams_in += 1;
         self.core.stats.bytes_in += len;
         if !self.channels.contains_key(&from) && !self.open_for(now, from, datagram) {
             self.poll_requests(now);
-            return;
+            return false;
         }
         if self.channels.get(&from).is_some_and(|s| s.unverified) {
             self.core.stats.unverified_bytes_in += len;
         }
         self.drive(now, from, |ch, ctx| ch.handle(now, datagram, ctx));
         self.poll_requests(now);
+        self.channels
+            .get(&from)
+            .is_some_and(|s| s.channel.ack_urgent())
     }
 
     /// Create the channel for a datagram from an unknown address if it warrants one.
