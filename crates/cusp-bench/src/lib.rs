@@ -6,8 +6,9 @@
 //! work of one end.
 //!
 //! A transport under test implements [`System`]; every method has a default that
-//! returns [`BenchError::Unsupported`], which the table prints as `-`. The cusp
-//! implementation plugs in at [`systems::cusp::Cusp`] (see `docs/BENCHMARKS.md`).
+//! returns [`BenchError::Unsupported`], which the table prints as `-`. The systems are
+//! cusp ([`systems::cusp::Cusp`], this workspace's runtime), quinn (the reference),
+//! kernel TCP and TCP + rustls; see `docs/BENCHMARKS.md`.
 
 #![warn(missing_docs)]
 

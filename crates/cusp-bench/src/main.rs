@@ -85,8 +85,9 @@ fn main() -> anyhow::Result<()> {
     report.notes.extend(
         [
             "x: ratio to quinn (value / quinn's value); higher is better for Gbit/s, 1/s; lower for us, ms, s/GiB, B".to_string(),
-            "cusp: not implemented yet (-); tcp+tls: bulk and first-byte only".into(),
-            "reqresp tcp: ONE connection, 4-byte length-prefixed 100 B messages, pipelined; quinn: one bidi stream per request".into(),
+            "tcp+tls: bulk and first-byte only".into(),
+            "reqresp tcp: ONE connection, 4-byte length-prefixed 100 B messages, pipelined; quinn: one bidi stream per request; cusp: one stream each way per request (cusp::conversation)".into(),
+            "churn cusp: at most 1024 streams unacknowledged; memory cusp: per idle stream = one unidirectional stream (quinn: one bidirectional)".into(),
             "churn tcp: one connection per 100 B message, at most 20000 per run; urgent tcp: a second connection".into(),
             "memory: both ends in this process; heap = counting allocator, RSS = /proc/self/statm delta; kernel socket buffers excluded".into(),
             format!("median of {} reps (memory: 1); systems alternate within each rep; {mode} run took {:.1} s", params.reps, took.as_secs_f64()),

@@ -479,7 +479,12 @@ impl InStream {
         }
         if got > 0 || self.eof {
             // Reading opened the window: the host may owe the peer a barrier update.
-            let poke = got > 0 && st.ep.hosts().priority(&self.peer).is_some();
+            // Reading the end retired the stream: if it was the host's last live one,
+            // the channel owes the peer its finish flag (graceful close of an idle
+            // channel), and only the driver sends it; nothing else would wake it.
+            let hosts = st.ep.hosts();
+            let poke = (got > 0 && hosts.priority(&self.peer).is_some())
+                || (self.eof && hosts.is_zombie(&self.peer));
             drop(st);
             if poke {
                 self.ep.wake_driver();

@@ -346,3 +346,37 @@ async fn close_completes_and_resets() {
     })
     .await;
 }
+
+/// The writer's side goes idle first (its stream was acknowledged) and says so with the
+/// finish flag while the reader still holds unread data; once the reader reads to the end
+/// its side is idle too and must send its own finish flag at once, which closes the
+/// channel on both sides (no datagram and no timer would wake the driver otherwise, and
+/// the channel would stay up until the 240 s idle linger or a close timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_to_the_end_closes_the_idle_channel() {
+    within(10, async {
+        let a = ep();
+        let b = ep();
+        let mut incoming = b.advertise(Some(SERVICE)).unwrap();
+        let (_, mut out) = a.contact(loopback(&b), SERVICE).await.unwrap();
+        out.write_all(b"hello").await.unwrap();
+        assert!(out.finish().await.unwrap());
+        let (_, _, stream) = incoming.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!a.is_idle() && !b.is_idle(), "b still has an unread stream");
+        assert_eq!(stream.read_to_end(LIMIT).await.unwrap(), b"hello");
+        let start = Instant::now();
+        while !(a.is_idle() && b.is_idle()) {
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "the channel did not close after the last stream was read"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let start = Instant::now();
+        let (ga, gb) = tokio::join!(a.close(), b.close());
+        assert!(ga && gb);
+        assert!(start.elapsed() < Duration::from_secs(1));
+    })
+    .await;
+}
