@@ -13,6 +13,10 @@
 //! out-of-order ranges is capped at one per 256 bytes of that credit (plus 16)
 //! so per-range bookkeeping cannot amplify memory either. Segments that would
 //! break these bounds are refused, which rejects the packet (§1.6).
+//!
+//! The buffers live in a [`RecvBuf`] allocated when bytes arrive and released
+//! once everything received was read, so an idle stream holds no allocation
+//! of its own.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -117,23 +121,34 @@ enum TicketKind {
 #[derive(Debug, PartialEq, Eq)]
 pub struct InTicket(TicketKind);
 
+/// The received bytes the application has not read yet (only while there are any).
+#[derive(Debug, Default)]
+struct RecvBuf {
+    /// In-order chunks, oldest first.
+    ready: VecDeque<Bytes>,
+    /// Bytes in `ready`.
+    ready_bytes: usize,
+    /// Out-of-order ranges, keyed by absolute start, never overlapping, all > edge.
+    ooo: BTreeMap<u64, Bytes>,
+    /// Bytes in `ooo`.
+    ooo_bytes: usize,
+}
+
 /// The reader side of one stream.
 #[derive(Debug)]
 pub struct InStream {
     state: State,
     /// Absolute position of the first byte not yet received in order.
     edge: u64,
-    ready: VecDeque<Bytes>,
-    ready_bytes: usize,
-    /// Out-of-order ranges, keyed by absolute start, never overlapping, all > edge.
-    ooo: BTreeMap<u64, Bytes>,
-    ooo_bytes: usize,
     barrier: u64,
     last_barrier: u64,
-    window: u64,
-    max_window: u64,
-    slack: u64,
     bytes_delivered: u64,
+    /// Within `[MIN_WINDOW, max_window]`, so 32 bits suffice (`WINDOW_MAX` < 2^31).
+    window: u32,
+    max_window: u32,
+    slack: u32,
+    /// `None` while nothing is buffered.
+    buf: Option<Box<RecvBuf>>,
 }
 
 impl Default for InStream {
@@ -150,21 +165,34 @@ impl InStream {
         InStream {
             state: State::Active,
             edge: 0,
-            ready: VecDeque::new(),
-            ready_bytes: 0,
-            ooo: BTreeMap::new(),
-            ooo_bytes: 0,
             barrier: w,
             last_barrier: w,
-            window: w,
-            max_window: u64::from(config.max_window.clamp(MIN_WINDOW, WINDOW_MAX)),
-            slack: u64::from(config.slack.min(MIN_WINDOW * 16)),
             bytes_delivered: 0,
+            window: MIN_WINDOW,
+            max_window: config.max_window.clamp(MIN_WINDOW, WINDOW_MAX),
+            slack: config.slack.min(MIN_WINDOW * 16),
+            buf: None,
         }
     }
 
     fn reader_offset(&self) -> u64 {
-        self.edge - self.ready_bytes as u64
+        self.edge - self.ready_bytes() as u64
+    }
+
+    /// The receive buffer, allocated on first use.
+    fn buf_mut(&mut self) -> &mut RecvBuf {
+        self.buf.get_or_insert_default()
+    }
+
+    /// Releases the receive buffer once nothing is left in it.
+    fn release_if_empty(&mut self) {
+        if self
+            .buf
+            .as_ref()
+            .is_some_and(|b| b.ready.is_empty() && b.ooo.is_empty())
+        {
+            self.buf = None;
+        }
     }
 
     fn is_reset(&self) -> bool {
@@ -173,7 +201,9 @@ impl InStream {
 
     // spec: streams.md §2.2.7 barrier = max_s(barrier, reader_offset + window)
     fn update_barrier(&mut self) {
-        self.barrier = self.barrier.max(self.reader_offset() + self.window);
+        self.barrier = self
+            .barrier
+            .max(self.reader_offset() + u64::from(self.window));
     }
 
     // ---- network side -----------------------------------------------------
@@ -185,7 +215,7 @@ impl InStream {
     pub fn on_data(&mut self, off: u32, data: &[u8], eof: bool) -> Result<(), DataError> {
         let start = unwrap_offset_checked(off, self.edge).ok_or(DataError::Inconsistent)?;
         let end = start + data.len() as u64;
-        if end > self.barrier + self.slack {
+        if end > self.barrier + u64::from(self.slack) {
             return Err(DataError::BeyondBarrier);
         }
         let known_eof = match self.state {
@@ -224,26 +254,33 @@ impl InStream {
 
     // spec: streams.md §2.2.3 feed
     fn feed(&mut self, data: &[u8]) {
-        if !data.is_empty() {
-            self.ready.push_back(Bytes::copy_from_slice(data));
-            self.ready_bytes += data.len();
-            self.edge += data.len() as u64;
+        if data.is_empty() && self.buf.is_none() {
+            return;
         }
-        while let Some(entry) = self.ooo.first_entry() {
+        let mut edge = self.edge;
+        let b = self.buf_mut();
+        if !data.is_empty() {
+            b.ready.push_back(Bytes::copy_from_slice(data));
+            b.ready_bytes += data.len();
+            edge += data.len() as u64;
+        }
+        while let Some(entry) = b.ooo.first_entry() {
             let o = *entry.key();
-            if o > self.edge {
+            if o > edge {
                 break;
             }
             let c = entry.remove();
-            self.ooo_bytes -= c.len();
+            b.ooo_bytes -= c.len();
             let e = o + c.len() as u64;
-            if e > self.edge {
-                let c = c.slice((self.edge - o) as usize..);
-                self.ready_bytes += c.len();
-                self.ready.push_back(c);
-                self.edge = e;
+            if e > edge {
+                let c = c.slice((edge - o) as usize..);
+                b.ready_bytes += c.len();
+                b.ready.push_back(c);
+                edge = e;
             }
         }
+        self.edge = edge;
+        self.release_if_empty();
     }
 
     /// Inserts the parts of `[start, start + data.len())` not yet buffered,
@@ -251,10 +288,13 @@ impl InStream {
     /// would exceed its cap.
     fn insert_ooo(&mut self, start: u64, data: &[u8]) -> Result<(), DataError> {
         let end = start + data.len() as u64;
+        let credit = self.barrier + u64::from(self.slack) - self.reader_offset();
+        let cap = (credit / 256 + 16) as usize;
+        let b = self.buf_mut();
         let mut gaps: Vec<(u64, u64)> = Vec::new();
         let mut cur = start;
-        let before = self.ooo.range(..start).next_back();
-        for (&a, c) in before.into_iter().chain(self.ooo.range(start..end)) {
+        let before = b.ooo.range(..start).next_back();
+        for (&a, c) in before.into_iter().chain(b.ooo.range(start..end)) {
             let b = a + c.len() as u64;
             if a > cur {
                 gaps.push((cur, a.min(end)));
@@ -267,35 +307,39 @@ impl InStream {
         if cur < end {
             gaps.push((cur, end));
         }
-        let credit = self.barrier + self.slack - self.reader_offset();
-        let cap = (credit / 256 + 16) as usize;
-        if self.ooo.len() + gaps.len() > cap {
+        if b.ooo.len() + gaps.len() > cap {
+            self.release_if_empty();
             return Err(DataError::TooFragmented);
         }
-        for (a, b) in gaps {
-            let piece = &data[(a - start) as usize..(b - start) as usize];
-            self.ooo_bytes += piece.len();
-            self.ooo.insert(a, Bytes::copy_from_slice(piece));
+        for (a, e) in gaps {
+            let piece = &data[(a - start) as usize..(e - start) as usize];
+            b.ooo_bytes += piece.len();
+            b.ooo.insert(a, Bytes::copy_from_slice(piece));
         }
+        self.release_if_empty();
         Ok(())
     }
 
     fn trim_ooo_beyond(&mut self, eof: u64) {
-        while let Some(entry) = self.ooo.last_entry() {
+        let Some(b) = self.buf.as_deref_mut() else {
+            return;
+        };
+        while let Some(entry) = b.ooo.last_entry() {
             let a = *entry.key();
             let len = entry.get().len() as u64;
             if a + len <= eof {
                 break;
             }
             if a >= eof {
-                self.ooo_bytes -= entry.remove().len();
+                b.ooo_bytes -= entry.remove().len();
             } else {
                 let keep = (eof - a) as usize;
-                self.ooo_bytes -= len as usize - keep;
+                b.ooo_bytes -= len as usize - keep;
                 entry.into_mut().truncate(keep);
                 break;
             }
         }
+        self.release_if_empty();
     }
 
     /// WRITER_RESETS received: unread data is discarded, nothing is sent back,
@@ -318,14 +362,15 @@ impl InStream {
         if self.is_reset() {
             return ReadResult::Reset;
         }
-        let Some(front) = self.ready.front_mut() else {
+        let Some(b) = self.buf.as_deref_mut().filter(|b| !b.ready.is_empty()) else {
             return self.end_of_data();
         };
         if max == 0 {
             return ReadResult::Data(Bytes::new());
         }
+        let front = b.ready.front_mut().expect("not empty");
         let give = if max >= front.len() {
-            self.ready.pop_front().expect("front exists")
+            b.ready.pop_front().expect("front exists")
         } else {
             front.split_to(max)
         };
@@ -338,18 +383,18 @@ impl InStream {
         if self.is_reset() {
             return ReadResult::Reset;
         }
-        if self.ready.is_empty() {
+        let Some(b) = self.buf.as_deref_mut().filter(|b| !b.ready.is_empty()) else {
             return self.end_of_data();
-        }
+        };
         let mut n = 0;
         while n < buf.len() {
-            let Some(front) = self.ready.front_mut() else {
+            let Some(front) = b.ready.front_mut() else {
                 break;
             };
             let k = front.len().min(buf.len() - n);
             buf[n..n + k].copy_from_slice(&front[..k]);
             if k == front.len() {
-                self.ready.pop_front();
+                b.ready.pop_front();
             } else {
                 let _ = front.split_to(k);
             }
@@ -364,12 +409,12 @@ impl InStream {
         if self.is_reset() {
             return ReadResult::Reset;
         }
-        if self.ready.is_empty() {
+        let Some(b) = self.buf.as_deref_mut().filter(|b| !b.ready.is_empty()) else {
             return self.end_of_data();
-        }
-        let n = self.ready_bytes;
+        };
+        let n = b.ready_bytes;
         out.reserve(n);
-        for c in self.ready.drain(..) {
+        for c in b.ready.drain(..) {
             out.extend_from_slice(&c);
         }
         self.consumed(n);
@@ -387,7 +432,10 @@ impl InStream {
     }
 
     fn consumed(&mut self, n: usize) {
-        self.ready_bytes -= n;
+        if let Some(b) = self.buf.as_deref_mut() {
+            b.ready_bytes -= n;
+        }
+        self.release_if_empty();
         self.bytes_delivered += n as u64;
         self.update_barrier();
     }
@@ -407,17 +455,14 @@ impl InStream {
     }
 
     fn clear_buffers(&mut self) {
-        self.ready.clear();
-        self.ooo.clear();
-        self.ready_bytes = 0;
-        self.ooo_bytes = 0;
+        self.buf = None;
     }
 
     /// API state (`spec/streams.md` §2.2.1).
     pub fn state(&self) -> InStreamState {
         match self.state {
             State::Reset(_) | State::ResetDown => InStreamState::Reset,
-            State::Shutdown { eof, .. } if eof == self.edge && self.ready.is_empty() => {
+            State::Shutdown { eof, .. } if eof == self.edge && self.ready_bytes() == 0 => {
                 InStreamState::Shutdown
             }
             _ => InStreamState::Active,
@@ -426,12 +471,12 @@ impl InStream {
 
     /// Bytes received in order but not yet read (`queuedUnread`).
     pub fn ready_bytes(&self) -> usize {
-        self.ready_bytes
+        self.buf.as_ref().map_or(0, |b| b.ready_bytes)
     }
 
     /// Bytes buffered out of order (`queuedOutOfOrder`).
     pub fn out_of_order_bytes(&self) -> usize {
-        self.ooo_bytes
+        self.buf.as_ref().map_or(0, |b| b.ooo_bytes)
     }
 
     /// Bytes handed to the application (`bytesReceived`).
@@ -441,7 +486,7 @@ impl InStream {
 
     /// The current receive window.
     pub fn window(&self) -> u64 {
-        self.window
+        u64::from(self.window)
     }
 
     /// The current barrier (absolute position; the wire carries it mod 2^32).
@@ -538,7 +583,8 @@ impl InStream {
                 if acked {
                     let new_reader = self.reader_offset();
                     let w = 2 * new_reader.saturating_sub(old_reader);
-                    self.window = w.clamp(u64::from(MIN_WINDOW), self.max_window);
+                    let w = w.clamp(u64::from(MIN_WINDOW), u64::from(self.max_window));
+                    self.window = u32::try_from(w).expect("clamped to max_window");
                     self.update_barrier();
                 } else if self.last_barrier == sent {
                     self.last_barrier = prev;
