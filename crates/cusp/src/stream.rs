@@ -71,7 +71,7 @@ impl OutStream {
         if st.closed {
             return Some(End::Closed);
         }
-        match st.streams.get(&self.h).and_then(|s| s.end) {
+        match st.streams.get(self.h).and_then(|s| s.end) {
             Some(e) => Some(e),
             None if st.ep.hosts().out_stream_info(self.h).is_none() => {
                 Some(st.resolve_end(&self.ep.0, self.h, wake))
@@ -94,13 +94,13 @@ impl OutStream {
         if st.closed {
             return Poll::Ready(Err(Error::Closed));
         }
-        if let Some(end) = st.streams.get(&self.h).and_then(|s| s.end) {
+        if let Some(end) = st.streams.get(self.h).and_then(|s| s.end) {
             return Poll::Ready(Err(end.error()));
         }
         let now = Instant::now();
         let res = match write(st.ep.hosts_mut(), now) {
             Ok(0) if !empty => {
-                if let Some(s) = st.streams.get_mut(&self.h) {
+                if let Some(s) = st.streams.entry(self.h) {
                     s.io = Some(cx.waker().clone());
                 }
                 return Poll::Pending;
@@ -172,7 +172,7 @@ impl OutStream {
             match st.ep.hosts_mut().shutdown(now, self.h) {
                 Ok(()) => {
                     self.shutdown = true;
-                    if let Some(s) = st.streams.get_mut(&self.h) {
+                    if let Some(s) = st.streams.entry(self.h) {
                         s.shutdown = true;
                     }
                     drop(st);
@@ -180,7 +180,7 @@ impl OutStream {
                 }
                 Err(cusp_proto::host::ShutdownError::AlreadyShutdown) => self.shutdown = true,
                 Err(_) => {
-                    let end = match st.streams.get(&self.h).and_then(|s| s.end) {
+                    let end = match st.streams.get(self.h).and_then(|s| s.end) {
                         Some(e) => e,
                         None => st.resolve_end(&self.ep.0, self.h, &mut wake),
                     };
@@ -196,11 +196,11 @@ impl OutStream {
             }
         }
         let mut st = self.ep.0.lock();
-        let end = match st.streams.get(&self.h).and_then(|s| s.end) {
+        let end = match st.streams.get(self.h).and_then(|s| s.end) {
             Some(e) => Some(e),
             None if st.closed => Some(End::Closed),
             None => {
-                if let Some(s) = st.streams.get_mut(&self.h) {
+                if let Some(s) = st.streams.entry(self.h) {
                     s.done = Some(cx.waker().clone());
                 }
                 None
@@ -282,7 +282,7 @@ impl OutStream {
         let st = self.ep.0.lock();
         let peer = st
             .streams
-            .get(&self.h)
+            .get(self.h)
             .and_then(|s| s.peer)
             .or_else(|| st.ep.hosts().stream_peer(self.h))?;
         drop(st);
@@ -299,7 +299,7 @@ impl OutStream {
                 return Poll::Ready(Err(Error::Closed));
             }
             let core_peer = st.ep.hosts().stream_peer(self.h);
-            let Some(s) = st.streams.get_mut(&self.h) else {
+            let Some(s) = st.streams.get(self.h) else {
                 return Poll::Ready(Err(Error::Reset));
             };
             if let Some(p) = s.peer.or(core_peer) {
@@ -308,7 +308,9 @@ impl OutStream {
             if let Some(end) = s.end {
                 return Poll::Ready(Err(end.error()));
             }
-            s.done = Some(cx.waker().clone());
+            if let Some(s) = st.streams.entry(self.h) {
+                s.done = Some(cx.waker().clone());
+            }
             Poll::Pending
         })
         .await?;
@@ -347,7 +349,7 @@ impl Drop for OutStream {
     fn drop(&mut self) {
         let mut st = self.ep.0.lock();
         let now = Instant::now();
-        let slot = st.streams.remove(&self.h);
+        let slot = st.streams.close(self.h);
         let mut reset = false;
         if let Some(slot) = slot {
             if let Some(addr) = slot.contact
@@ -454,7 +456,7 @@ impl InStream {
         if st.closed {
             return Poll::Ready(Err(Error::Closed));
         }
-        if let Some(end) = st.streams.get(&self.h).and_then(|s| s.end) {
+        if let Some(end) = st.streams.get(self.h).and_then(|s| s.end) {
             self.done = true;
             return Poll::Ready(Err(end.error()));
         }
@@ -486,7 +488,7 @@ impl InStream {
             }
             return Poll::Ready(Ok(got > 0));
         }
-        if let Some(s) = st.streams.get_mut(&self.h) {
+        if let Some(s) = st.streams.entry(self.h) {
             s.io = Some(cx.waker().clone());
         }
         Poll::Pending
@@ -598,7 +600,7 @@ impl Drop for InStream {
             return;
         }
         let mut st = self.ep.0.lock();
-        st.streams.remove(&self.h);
+        st.streams.close(self.h);
         if !self.done && !self.eof && !st.closed {
             // spec: streams.md §5.8 dropping a handle without reading to the end resets it
             let _ = st.ep.hosts_mut().reset(Instant::now(), self.h);

@@ -317,7 +317,10 @@ impl HostTable {
                 && let Some(rec) = ctx.streams.remove(h)
                 && matches!(rec.kind, Kind::Out(r) if !r.app_reset)
             {
-                ctx.events.push(HostEvent::StreamReset(h));
+                ctx.events.push(HostEvent::StreamReset {
+                    handle: h,
+                    peer: Some(peer),
+                });
             }
         }
         self.events.push(HostEvent::Contacted { addr, peer });
@@ -336,10 +339,14 @@ impl HostTable {
                 self.events.push(if rec.app_shutdown {
                     HostEvent::StreamFinished {
                         handle: h,
+                        peer: None,
                         delivered: false,
                     }
                 } else {
-                    HostEvent::StreamReset(h)
+                    HostEvent::StreamReset {
+                        handle: h,
+                        peer: None,
+                    }
                 });
             }
         }

@@ -43,8 +43,15 @@ impl Events {
     pub(super) fn pop(&mut self) -> Option<HostEvent> {
         let e = self.queue.pop_front()?;
         self.queued.remove(&e);
+        if self.queue.is_empty() && self.queue.capacity() > Self::KEPT {
+            // Drained after a burst (e.g. thousands of new streams): give the room back.
+            *self = Events::default();
+        }
         Some(e)
     }
+
+    /// Capacity kept when the queue drains.
+    const KEPT: usize = 64;
 }
 
 /// What the host needs from the table while it works.
@@ -443,10 +450,14 @@ impl Host {
             if r.app_shutdown && (delivered || !r.app_reset) {
                 ctx.events.push(HostEvent::StreamFinished {
                     handle: h,
+                    peer: Some(self.key),
                     delivered,
                 });
             } else if !r.app_reset && !r.app_shutdown {
-                ctx.events.push(HostEvent::StreamReset(h));
+                ctx.events.push(HostEvent::StreamReset {
+                    handle: h,
+                    peer: Some(self.key),
+                });
             }
             r.reported = true;
         } else if r.blocked && s.writable_space() > 0 && s.writable_space() >= r.low_water as usize
@@ -519,7 +530,10 @@ impl Host {
         if r.visible && !r.reported && state == InStreamState::Reset {
             r.reported = true;
             if !r.app_reset {
-                ctx.events.push(HostEvent::StreamReset(h));
+                ctx.events.push(HostEvent::StreamReset {
+                    handle: h,
+                    peer: Some(self.key),
+                });
             }
         } else if r.visible && notify && (s.ready_bytes() > 0 || s.all_received()) {
             ctx.events.push(HostEvent::StreamReadable(h));

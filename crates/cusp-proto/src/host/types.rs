@@ -44,12 +44,19 @@ pub enum HostEvent {
     StreamFinished {
         /// The out-stream.
         handle: StreamHandle,
+        /// Its peer (`None`: it was still waiting for a contact's channel).
+        peer: Option<PublicKey>,
         /// Whether everything was acknowledged.
         delivered: bool,
     },
     /// The stream was reset by the peer or by a state wipe (§3.8), not by
     /// the application. Final event of the stream.
-    StreamReset(StreamHandle),
+    StreamReset {
+        /// The stream (in or out).
+        handle: StreamHandle,
+        /// Its peer (`None`: it was still waiting for a contact's channel).
+        peer: Option<PublicKey>,
+    },
     /// A channel was bound to or unbound from the host: its addresses may
     /// have changed (§4.6 `Host.onAddressChange`).
     HostAddressChanged(PublicKey),
