@@ -1,10 +1,10 @@
 //! Per-stream wakeup state of the streams that have a live handle.
 //!
 //! Memory: an idle stream (nobody waiting, not ended, not shut down, not parked on a
-//! contact) costs one map entry with an empty pointer; the [`Slot`] is allocated only while
-//! there is something to remember and freed again when its waiters were woken.
+//! contact) costs one entry in a set of live handles; a [`Slot`] exists only while there is
+//! something to remember and goes again when its waiters were woken.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddrV4;
 use std::task::Waker;
 
@@ -60,47 +60,61 @@ impl Slot {
 /// The slots of every stream with a live handle.
 #[derive(Debug, Default)]
 pub(crate) struct Slots {
-    map: HashMap<StreamHandle, Option<Box<Slot>>>,
+    live: HashSet<StreamHandle>,
+    /// Slots of live handles with something recorded (never empty ones).
+    recorded: HashMap<StreamHandle, Slot>,
 }
+
+/// Capacity of `recorded` kept once no slot is left.
+const KEPT: usize = 64;
 
 impl Slots {
     /// A handle for `h` was created.
     pub(crate) fn open(&mut self, h: StreamHandle) {
-        self.map.insert(h, None);
+        self.live.insert(h);
     }
 
     /// The handle of `h` went away: its slot (empty if nothing was recorded), if it was live.
     pub(crate) fn close(&mut self, h: StreamHandle) -> Option<Slot> {
-        self.map
-            .remove(&h)
-            .map(|s| s.map(|b| *b).unwrap_or_default())
+        let slot = self.recorded.remove(&h);
+        self.live.remove(&h).then(|| slot.unwrap_or_default())
     }
 
     /// The slot of `h` if its handle is live.
     pub(crate) fn get(&self, h: StreamHandle) -> Option<&Slot> {
-        Some(self.map.get(&h)?.as_deref().unwrap_or(&EMPTY))
+        if !self.live.contains(&h) {
+            return None;
+        }
+        Some(self.recorded.get(&h).unwrap_or(&EMPTY))
     }
 
     /// The slot of `h` for recording something, if its handle is live.
     pub(crate) fn entry(&mut self, h: StreamHandle) -> Option<&mut Slot> {
-        Some(self.map.get_mut(&h)?.get_or_insert_default())
+        if !self.live.contains(&h) {
+            return None;
+        }
+        Some(self.recorded.entry(h).or_default())
     }
 
-    /// Runs `f` on the slot of `h` if it holds anything, and frees it if it is empty then.
+    /// Runs `f` on the slot of `h` if it holds anything, and drops the slot if it is empty
+    /// then.
     pub(crate) fn with_recorded(&mut self, h: StreamHandle, f: impl FnOnce(&mut Slot)) {
-        if let Some(cell) = self.map.get_mut(&h)
-            && let Some(slot) = cell
-        {
-            f(slot);
-            if slot.is_empty() {
-                *cell = None;
+        let Some(slot) = self.recorded.get_mut(&h) else {
+            return;
+        };
+        f(slot);
+        if slot.is_empty() {
+            self.recorded.remove(&h);
+            if self.recorded.is_empty() && self.recorded.capacity() > KEPT {
+                // Every waiter of a burst was woken: give the room back.
+                self.recorded = HashMap::new();
             }
         }
     }
 
     /// Handles of every live stream.
     pub(crate) fn handles(&self) -> Vec<StreamHandle> {
-        self.map.keys().copied().collect()
+        self.live.iter().copied().collect()
     }
 }
 
@@ -109,8 +123,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_idle_handle_costs_a_key_and_a_null_pointer() {
-        assert_eq!(std::mem::size_of::<Option<Box<Slot>>>(), 8);
+    fn empty_slots_are_recognised() {
         assert!(EMPTY.is_empty() && Slot::default().is_empty());
+        let slot = Slot {
+            shutdown: true,
+            ..Slot::default()
+        };
+        assert!(!slot.is_empty());
     }
 }
