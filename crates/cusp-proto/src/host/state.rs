@@ -14,7 +14,7 @@ use crate::stream::{
 use crate::wire::segment::{Segment, Segments};
 
 use super::config::HostConfig;
-use super::streams::{HostId, Kind, List, Owner, Rec, Streams};
+use super::streams::{HostId, Kind, List, Owner, Rec, Streams, WireIds};
 use super::types::{HostEvent, HostStats, StreamHandle};
 
 /// The application event queue, deduplicating the level-like events
@@ -231,8 +231,7 @@ pub(super) struct Host {
     streams: List,
     outs: usize,
     ins: usize,
-    in_by_id: HashMap<u16, StreamHandle>,
-    out_by_id: HashMap<u16, StreamHandle>,
+    by_id: WireIds,
     pub listeners: BTreeSet<u16>,
     pub listen_counter: u16,
     packets: HashMap<PacketId, Vec<(StreamHandle, Ticket)>>,
@@ -268,8 +267,7 @@ impl Host {
             streams: List::default(),
             outs: 0,
             ins: 0,
-            in_by_id: HashMap::new(),
-            out_by_id: HashMap::new(),
+            by_id: WireIds::default(),
             listeners: BTreeSet::new(),
             listen_counter: 0,
             packets: HashMap::new(),
@@ -386,7 +384,7 @@ impl Host {
         };
         ctx.streams.link(&mut self.streams, h);
         self.ins += 1;
-        self.in_by_id.insert(id, h);
+        self.by_id.insert_in(id, h);
         let entry = self.sched.insert(h, f32::NEG_INFINITY, ctx.now);
         if let Some(rec) = ctx.streams.get_mut(h) {
             rec.sched = entry;
@@ -494,7 +492,7 @@ impl Host {
         };
         self.host_blocked.remove(&h);
         if let Some(id) = r.id {
-            self.out_by_id.remove(&id);
+            self.by_id.remove_out(id);
             self.ids.release(id);
         } else if r.reserved {
             self.ids.cancel_reservation();
@@ -542,9 +540,7 @@ impl Host {
         if let Some(id) = release {
             // spec: streams.md §1.5 reader sequence increments once per incarnation
             self.ids.bump_reader_seq(id);
-            if self.in_by_id.get(&id) == Some(&h) {
-                self.in_by_id.remove(&id);
-            }
+            self.by_id.remove_in(id, h);
         }
         self.sched.set_priority(h, sched, prio, ctx.now);
         self.apply_acct(old_acct, acct);
@@ -629,7 +625,7 @@ impl Host {
                             Some(id) => {
                                 r.id = Some(id);
                                 r.reserved = false;
-                                self.out_by_id.insert(id, h);
+                                self.by_id.insert_out(id, h);
                                 id
                             }
                             None => {
@@ -740,7 +736,9 @@ impl Host {
                 if seq != self.ids.reader_seq(id) {
                     continue; // stale CONNECT of an older incarnation: skip the pair
                 }
-                if !self.in_by_id.contains_key(&id) && !self.create_in_stream(ctx, id, service) {
+                if self.by_id.in_stream(ctx.streams, id).is_none()
+                    && !self.create_in_stream(ctx, id, service)
+                {
                     return false;
                 }
             }
@@ -757,7 +755,7 @@ impl Host {
                     ..
                 } => self.recv_data(ctx, id, offset, eof, bytes),
                 Segment::WriterResets { id } => {
-                    if let Some(&h) = self.in_by_id.get(&id) {
+                    if let Some(h) = self.by_id.in_stream(ctx.streams, id) {
                         if let Some(r) = ctx.streams.in_mut(h) {
                             r.stream.on_writer_reset();
                         }
@@ -766,7 +764,7 @@ impl Host {
                     true
                 }
                 Segment::ReaderResets { seq, id } => {
-                    if let Some(h) = self.writer_record(seq, id) {
+                    if let Some(h) = self.writer_record(ctx.streams, seq, id) {
                         if let Some(r) = ctx.streams.out_mut(h) {
                             r.stream.on_reader_reset();
                         }
@@ -775,7 +773,7 @@ impl Host {
                     true
                 }
                 Segment::ReaderBarrier { seq, id, barrier } => {
-                    if let Some(h) = self.writer_record(seq, id) {
+                    if let Some(h) = self.writer_record(ctx.streams, seq, id) {
                         if let Some(r) = ctx.streams.out_mut(h) {
                             r.stream.on_barrier(barrier);
                         }
@@ -799,16 +797,16 @@ impl Host {
 
     /// The out-stream addressed by a reader segment, after the sequence check.
     // spec: streams.md §1.6 case 5, 6
-    fn writer_record(&self, seq: u8, id: u16) -> Option<StreamHandle> {
+    fn writer_record(&self, streams: &Streams, seq: u8, id: u16) -> Option<StreamHandle> {
         if seq != self.ids.writer_seq(id) {
             return None;
         }
-        self.out_by_id.get(&id).copied()
+        self.by_id.out(streams, id)
     }
 
     // spec: streams.md §1.6 case 0..3
     fn recv_data(&mut self, ctx: &mut Ctx<'_>, id: u16, off: u32, eof: bool, data: &[u8]) -> bool {
-        let Some(&h) = self.in_by_id.get(&id) else {
+        let Some(h) = self.by_id.in_stream(ctx.streams, id) else {
             return true; // unknown or finished stream: skip silently
         };
         let Some(r) = ctx.streams.in_mut(h) else {
@@ -872,8 +870,7 @@ impl Host {
         }
         // Every remaining record is a kept out-stream; rebuild the tables.
         self.ids.wipe();
-        self.in_by_id.clear();
-        self.out_by_id.clear();
+        self.by_id.clear();
         self.listen_counter = 0;
         for &h in &kept {
             if let Some(rec) = ctx.streams.get(h) {

@@ -14,6 +14,7 @@
 //! Each host threads its records on an intrusive doubly linked list
 //! ([`Links`]), so it can visit its own streams without a per-host map.
 
+use std::collections::HashMap;
 use std::net::SocketAddrV4;
 
 use crate::stream::scheduler::SchedEntry;
@@ -212,6 +213,14 @@ impl Streams {
         }
     }
 
+    /// The handle of the record in `slot`, if any.
+    fn handle_at(&self, slot: u32) -> Option<StreamHandle> {
+        if slot >= self.high {
+            return None;
+        }
+        self.cell(slot).as_ref().map(|r| r.handle)
+    }
+
     /// Removes the record of `h` (it must not be on a list any more).
     pub(super) fn remove(&mut self, h: StreamHandle) -> Option<Rec> {
         self.get(h)?;
@@ -279,6 +288,57 @@ impl Streams {
     }
 }
 
+/// A host's streams by wire id: a table indexed by id for our out-stream ids
+/// (allocated densely from 0), a map for the peer's in-stream ids (so a
+/// sparse choice cannot inflate it). Both store 4-byte slots.
+#[derive(Debug, Default)]
+pub(super) struct WireIds {
+    outs: Vec<u32>,
+    ins: HashMap<u16, u32>,
+}
+
+impl WireIds {
+    pub(super) fn insert_out(&mut self, id: u16, h: StreamHandle) {
+        let i = usize::from(id);
+        if self.outs.len() <= i {
+            self.outs.resize((i + 1).next_power_of_two(), NIL);
+        }
+        self.outs[i] = slot(h);
+    }
+
+    pub(super) fn remove_out(&mut self, id: u16) {
+        if let Some(s) = self.outs.get_mut(usize::from(id)) {
+            *s = NIL;
+        }
+    }
+
+    /// The out-stream with wire id `id`.
+    pub(super) fn out(&self, streams: &Streams, id: u16) -> Option<StreamHandle> {
+        let s = *self.outs.get(usize::from(id))?;
+        streams.handle_at(s)
+    }
+
+    pub(super) fn insert_in(&mut self, id: u16, h: StreamHandle) {
+        self.ins.insert(id, slot(h));
+    }
+
+    /// Unmaps `id` if it still names `h`.
+    pub(super) fn remove_in(&mut self, id: u16, h: StreamHandle) {
+        if self.ins.get(&id) == Some(&slot(h)) {
+            self.ins.remove(&id);
+        }
+    }
+
+    /// The in-stream with wire id `id`.
+    pub(super) fn in_stream(&self, streams: &Streams, id: u16) -> Option<StreamHandle> {
+        streams.handle_at(*self.ins.get(&id)?)
+    }
+
+    pub(super) fn clear(&mut self) {
+        *self = WireIds::default();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,5 +402,39 @@ mod tests {
         let next = s.insert(Owner::Host(0), out()).unwrap();
         assert_eq!(slot(next), 0);
         assert!(next > i, "serials keep counting");
+    }
+
+    #[test]
+    fn wire_ids_find_their_streams() {
+        let mut s = Streams::default();
+        let mut ids = WireIds::default();
+        let (a, b) = (
+            s.insert(Owner::Host(0), out()).unwrap(),
+            s.insert(Owner::Host(0), out()).unwrap(),
+        );
+        ids.insert_out(5, a);
+        ids.insert_in(0xFFFE, b);
+        assert_eq!(
+            ids.outs.len(),
+            8,
+            "out ids: a table up to the next power of two"
+        );
+        assert_eq!(
+            (ids.out(&s, 5), ids.in_stream(&s, 0xFFFE)),
+            (Some(a), Some(b))
+        );
+        assert_eq!(
+            (ids.out(&s, 4), ids.out(&s, 900), ids.in_stream(&s, 5)),
+            (None, None, None)
+        );
+        ids.remove_in(0xFFFE, a);
+        assert_eq!(
+            ids.in_stream(&s, 0xFFFE),
+            Some(b),
+            "only unmapped for its own stream"
+        );
+        ids.remove_in(0xFFFE, b);
+        ids.remove_out(5);
+        assert_eq!((ids.out(&s, 5), ids.in_stream(&s, 0xFFFE)), (None, None));
     }
 }
