@@ -183,8 +183,6 @@ pub(crate) struct InRec {
     pub stream: InStream,
     pub id: u16,
     pub service: u16,
-    /// The reader sequence was bumped and the id unmapped (§2.2.8).
-    id_released: bool,
     /// The application was told about the stream (listener or advertisement).
     visible: bool,
     pub app_reset: bool,
@@ -199,7 +197,6 @@ impl InRec {
             stream,
             id,
             service,
-            id_released: false,
             visible,
             app_reset: false,
             reported: false,
@@ -504,6 +501,11 @@ impl Host {
     /// Re-reads an in-stream: priority, counters, id release once unassigned
     /// (§2.2.8), events (`notify`: new network input), retirement once complete.
     pub(super) fn refresh_in(&mut self, ctx: &mut Ctx<'_>, h: StreamHandle, notify: bool) {
+        // Until the id is released (reader sequence bumped, §2.2.8) it maps to `h`.
+        let Some(id) = ctx.streams.in_rec(h).map(|r| r.id) else {
+            return;
+        };
+        let id_held = self.by_id.in_stream(ctx.streams, id) == Some(h);
         let Some(Rec {
             sched,
             kind: Kind::In(r),
@@ -521,9 +523,8 @@ impl Host {
         r.acct = acct;
         r.live = live;
         let mut release = None;
-        if !r.id_released && s.id_releasable() {
-            r.id_released = true;
-            release = Some(r.id);
+        if id_held && s.id_releasable() {
+            release = Some(id);
         }
         if r.visible && !r.reported && state == InStreamState::Reset {
             r.reported = true;

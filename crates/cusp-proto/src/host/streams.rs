@@ -348,6 +348,15 @@ mod tests {
         Kind::Out(OutRec::new(OutStream::default(), 1))
     }
 
+    /// Every open stream costs one record (plus its wire-id entry): keep it small.
+    #[test]
+    fn records_stay_small() {
+        use std::mem::size_of;
+        assert!(size_of::<OutStream>() <= 48, "{}", size_of::<OutStream>());
+        assert!(size_of::<InStream>() <= 64, "{}", size_of::<InStream>());
+        assert!(size_of::<Rec>() <= 120, "{}", size_of::<Rec>());
+    }
+
     #[test]
     fn handles_are_unique_and_stale_ones_miss() {
         let mut s = Streams::default();

@@ -88,9 +88,8 @@ pub enum DataError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Active,
-    /// The EOF position is known.
+    /// The EOF position is known (`InStream::eof`); `finished`: the application read it.
     Shutdown {
-        eof: u64,
         finished: bool,
     },
     /// Reset locally; READER_RESETS to send / in flight / acknowledged.
@@ -138,6 +137,9 @@ struct RecvBuf {
 #[derive(Debug)]
 pub struct InStream {
     state: State,
+    /// Absolute position of the EOF once known (in `State::Shutdown`; kept
+    /// outside the enum so the record stays small).
+    eof: u64,
     /// Absolute position of the first byte not yet received in order.
     edge: u64,
     barrier: u64,
@@ -164,6 +166,7 @@ impl InStream {
         let w = u64::from(MIN_WINDOW);
         InStream {
             state: State::Active,
+            eof: 0,
             edge: 0,
             barrier: w,
             last_barrier: w,
@@ -218,10 +221,7 @@ impl InStream {
         if end > self.barrier + u64::from(self.slack) {
             return Err(DataError::BeyondBarrier);
         }
-        let known_eof = match self.state {
-            State::Shutdown { eof, .. } => Some(eof),
-            _ => None,
-        };
+        let known_eof = self.known_eof();
         if known_eof.is_some_and(|e| end > e || (eof && end != e)) || (eof && end < self.edge) {
             return Err(DataError::Inconsistent);
         }
@@ -242,10 +242,8 @@ impl InStream {
         }
         if eof && self.state == State::Active {
             // spec: streams.md §2.2.3 on_eof (no more barrier updates)
-            self.state = State::Shutdown {
-                eof: end,
-                finished: false,
-            };
+            self.state = State::Shutdown { finished: false };
+            self.eof = end;
             self.trim_ooo_beyond(end);
         }
         self.update_barrier();
@@ -422,12 +420,11 @@ impl InStream {
     }
 
     fn end_of_data<T>(&mut self) -> ReadResult<T> {
-        match &mut self.state {
-            State::Shutdown { eof, finished } if *eof == self.edge => {
-                *finished = true;
-                ReadResult::Finished
-            }
-            _ => ReadResult::WouldBlock,
+        if self.all_received() {
+            self.state = State::Shutdown { finished: true };
+            ReadResult::Finished
+        } else {
+            ReadResult::WouldBlock
         }
     }
 
@@ -447,9 +444,7 @@ impl InStream {
         self.clear_buffers();
         self.state = match self.state {
             State::Active => State::Reset(ResetPhase::ToSend),
-            State::Shutdown {
-                finished: false, ..
-            } => State::ResetDown,
+            State::Shutdown { finished: false } => State::ResetDown,
             s => s,
         };
     }
@@ -462,7 +457,7 @@ impl InStream {
     pub fn state(&self) -> InStreamState {
         match self.state {
             State::Reset(_) | State::ResetDown => InStreamState::Reset,
-            State::Shutdown { eof, .. } if eof == self.edge && self.ready_bytes() == 0 => {
+            State::Shutdown { .. } if self.all_received() && self.ready_bytes() == 0 => {
                 InStreamState::Shutdown
             }
             _ => InStreamState::Active,
@@ -498,16 +493,18 @@ impl InStream {
 
     /// Every byte up to the EOF has arrived (§2.2.8 "unassigned").
     pub fn all_received(&self) -> bool {
-        matches!(self.state, State::Shutdown { eof, .. } if eof == self.edge)
+        self.known_eof() == Some(self.edge)
+    }
+
+    fn known_eof(&self) -> Option<u64> {
+        matches!(self.state, State::Shutdown { .. }).then_some(self.eof)
     }
 
     /// The stream is done: Finished was read, or a reset ended (§2.2.8).
     pub fn is_complete(&self) -> bool {
         matches!(
             self.state,
-            State::Shutdown { finished: true, .. }
-                | State::ResetDown
-                | State::Reset(ResetPhase::Done)
+            State::Shutdown { finished: true } | State::ResetDown | State::Reset(ResetPhase::Done)
         )
     }
 

@@ -59,36 +59,19 @@ impl Ord for Prio {
 
 /// One record's place in a [`Scheduler`]: created by [`Scheduler::insert`],
 /// kept by the caller next to the record's key and handed back to every
-/// other call for that key.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// other call for that key. Only the stamp: the scheduler keeps the priority
+/// of eligible records itself, so an idle record's entry is 8 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SchedEntry {
-    priority: f32,
     stamp: u64,
 }
 
-impl Default for SchedEntry {
-    /// An entry not (yet) in any scheduler: priority `-inf`, no stamp.
-    fn default() -> Self {
-        SchedEntry {
-            priority: f32::NEG_INFINITY,
-            stamp: 0,
-        }
-    }
-}
-
-impl SchedEntry {
-    fn eligible(&self) -> bool {
-        self.priority > f32::NEG_INFINITY
-    }
-
-    fn waits(&self) -> bool {
-        self.eligible() && self.priority < 0.0
-    }
-
-    /// The record's current priority (`-inf`: not eligible).
-    pub fn priority(&self) -> f32 {
-        self.priority
-    }
+/// What the scheduler keeps of an eligible record.
+#[derive(Clone, Copy, Debug)]
+struct Eligible {
+    priority: f32,
+    /// When a negative-priority record started waiting.
+    since: Option<Instant>,
 }
 
 /// Per-host scheduler over records keyed by `K` (the host's stream handle).
@@ -98,8 +81,8 @@ pub struct Scheduler<K> {
     order: BTreeSet<(Reverse<Prio>, u64, K)>,
     /// Eligible negative records by waiting time: (since, stamp, key).
     waiting: BTreeSet<(Instant, u64, K)>,
-    /// When each record of `waiting` started waiting.
-    since: BTreeMap<K, Instant>,
+    /// Priority (and waiting time) of every eligible record.
+    eligible: BTreeMap<K, Eligible>,
     next_stamp: u64,
     starvation_delay: Duration,
 }
@@ -116,7 +99,7 @@ impl<K: Copy + Ord> Scheduler<K> {
         Scheduler {
             order: BTreeSet::new(),
             waiting: BTreeSet::new(),
-            since: BTreeMap::new(),
+            eligible: BTreeMap::new(),
             next_stamp: 0,
             starvation_delay,
         }
@@ -127,30 +110,36 @@ impl<K: Copy + Ord> Scheduler<K> {
         self.next_stamp
     }
 
-    fn unlink(&mut self, key: K, e: &SchedEntry) {
-        if e.eligible() {
-            self.order
-                .remove(&(Reverse(Prio(e.priority)), e.stamp, key));
+    /// Takes the record out of the indexes; what it had if it was eligible.
+    fn unlink(&mut self, key: K, e: &SchedEntry) -> Option<Eligible> {
+        let x = self.eligible.remove(&key)?;
+        self.order
+            .remove(&(Reverse(Prio(x.priority)), e.stamp, key));
+        if let Some(since) = x.since {
+            self.waiting.remove(&(since, e.stamp, key));
         }
-        if e.waits()
-            && let Some(since) = self.since.get(&key)
-        {
-            self.waiting.remove(&(*since, e.stamp, key));
-        }
+        Some(x)
     }
 
-    /// Links `e` back; `since` is when it started waiting if it keeps waiting.
-    fn link(&mut self, key: K, e: &SchedEntry, since: Option<Instant>, now: Instant) {
-        if e.eligible() {
-            self.order.insert((Reverse(Prio(e.priority)), e.stamp, key));
+    /// Indexes the record at `priority` (nothing for `-inf`); `since` is when
+    /// it started waiting if it keeps waiting.
+    fn link(
+        &mut self,
+        key: K,
+        e: &SchedEntry,
+        priority: f32,
+        since: Option<Instant>,
+        now: Instant,
+    ) {
+        if priority == f32::NEG_INFINITY {
+            return;
         }
-        if e.waits() {
-            let since = since.unwrap_or(now);
-            self.since.insert(key, since);
-            self.waiting.insert((since, e.stamp, key));
-        } else {
-            self.since.remove(&key);
+        let since = (priority < 0.0).then(|| since.unwrap_or(now));
+        self.order.insert((Reverse(Prio(priority)), e.stamp, key));
+        if let Some(t) = since {
+            self.waiting.insert((t, e.stamp, key));
         }
+        self.eligible.insert(key, Eligible { priority, since });
     }
 
     /// Adds a record stamped as the newest and returns its entry, which the
@@ -158,27 +147,30 @@ impl<K: Copy + Ord> Scheduler<K> {
     // spec: streams.md §3.2 (last_sent starts at creation, strictly increasing stamp)
     pub fn insert(&mut self, key: K, priority: f32, now: Instant) -> SchedEntry {
         let e = SchedEntry {
-            priority: normalize(priority),
             stamp: self.stamp(),
         };
-        self.link(key, &e, None, now);
+        self.link(key, &e, normalize(priority), None, now);
         e
     }
 
     /// Changes a record's priority, effective for the next selection; `-inf`
     /// (or NaN) makes it ineligible. A record that stays negative keeps its
     /// waiting clock.
-    pub fn set_priority(&mut self, key: K, e: &mut SchedEntry, priority: f32, now: Instant) {
-        let since = self.since.get(&key).copied();
-        self.unlink(key, e);
-        e.priority = normalize(priority);
-        self.link(key, e, since, now);
+    pub fn set_priority(&mut self, key: K, e: &SchedEntry, priority: f32, now: Instant) {
+        let since = self.unlink(key, e).and_then(|x| x.since);
+        self.link(key, e, normalize(priority), since, now);
     }
 
     /// Removes a record (stream complete).
     pub fn remove(&mut self, key: K, e: &SchedEntry) {
         self.unlink(key, e);
-        self.since.remove(&key);
+    }
+
+    /// The record's current priority (`-inf`: not eligible or unknown).
+    pub fn priority(&self, key: K) -> f32 {
+        self.eligible
+            .get(&key)
+            .map_or(f32::NEG_INFINITY, |x| x.priority)
     }
 
     /// The record to serve next: a boosted starving record, else the eligible
@@ -195,9 +187,11 @@ impl<K: Copy + Ord> Scheduler<K> {
 
     /// Restamps a record after it was pulled (round robin among equals).
     pub fn mark_sent(&mut self, key: K, e: &mut SchedEntry, now: Instant) {
-        self.unlink(key, e);
+        let priority = self
+            .unlink(key, e)
+            .map_or(f32::NEG_INFINITY, |x| x.priority);
         e.stamp = self.stamp();
-        self.link(key, e, None, now);
+        self.link(key, e, priority, None, now);
     }
 
     /// The priority the host announces to its channel: the best eligible
@@ -276,7 +270,7 @@ mod tests {
             self.e.len()
         }
         fn priority(&self, k: u32) -> Option<f32> {
-            self.e.get(&k).map(SchedEntry::priority)
+            self.e.contains_key(&k).then(|| self.s.priority(k))
         }
         fn top_ready(&self, now: Instant) -> Option<u32> {
             self.s.top_ready(now)
