@@ -14,7 +14,7 @@
 //! so per-range bookkeeping cannot amplify memory either. Segments that would
 //! break these bounds are refused, which rejects the packet (§1.6).
 //!
-//! The buffers live in a [`RecvBuf`] allocated when bytes arrive and released
+//! The buffers live in a `RecvBuf` allocated when bytes arrive and released
 //! once everything received was read, so an idle stream holds no allocation
 //! of its own.
 

@@ -14,7 +14,7 @@
 //! Offsets are kept as absolute 64-bit positions internally and only reduced
 //! to 32-bit serial offsets on the wire.
 //!
-//! Memory: the queues live in a [`SendBuf`] allocated at the first write and
+//! Memory: the queues live in a `SendBuf` allocated at the first write and
 //! released as soon as every byte written was acknowledged, so an idle stream
 //! holds no allocation of its own.
 
