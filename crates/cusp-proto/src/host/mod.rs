@@ -469,7 +469,7 @@ impl HostTable {
         }
         self.with_out(h, |r| {
             r.app_reset = true;
-            if r.id.is_none() {
+            if r.id().is_none() {
                 // spec: streams.md §3.6 MAY drop a never-sent stream silently
                 r.stream.on_reader_reset();
             } else {
@@ -576,7 +576,7 @@ impl HostTable {
         Some(OutStreamInfo {
             peer,
             service: r.service,
-            id: r.id,
+            id: r.id(),
             state: s.state(),
             priority: s.priority(),
             bytes_acked: s.bytes_acked(),

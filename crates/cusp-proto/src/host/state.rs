@@ -134,14 +134,13 @@ fn to_u32(n: usize) -> u32 {
 #[derive(Debug)]
 pub(crate) struct OutRec {
     pub stream: OutStream,
-    /// Wire id, assigned at first pull (§1.8).
-    pub id: Option<u16>,
+    /// Wire id, assigned at first pull (§1.8); [`NO_ID`] before. While a hosted
+    /// stream has none it holds a `StreamIds` reservation.
+    wire_id: u16,
     /// Non-zero until a packet carrying one of the stream's segments is acked.
     pub connect_service: u16,
     /// The service connected to (kept for queries).
     pub service: u16,
-    /// Holds a `StreamIds` reservation (no id yet).
-    pub reserved: bool,
     pub app_shutdown: bool,
     pub app_reset: bool,
     /// A write was cut short: wake the application when space returns.
@@ -157,14 +156,21 @@ pub(crate) struct OutRec {
     live: bool,
 }
 
+/// The wire id no stream ever gets (§1.8: ids are 0..=0xFFFE).
+const NO_ID: u16 = 0xFFFF;
+
 impl OutRec {
+    /// The wire id, once assigned.
+    pub(super) fn id(&self) -> Option<u16> {
+        (self.wire_id != NO_ID).then_some(self.wire_id)
+    }
+
     pub(super) fn new(stream: OutStream, service: u16) -> Self {
         OutRec {
             stream,
-            id: None,
+            wire_id: NO_ID,
             connect_service: service,
             service,
-            reserved: false,
             app_shutdown: false,
             app_reset: false,
             blocked: false,
@@ -343,13 +349,9 @@ impl Host {
         let Some(rec) = ctx.streams.get_mut(h) else {
             return false;
         };
-        let Kind::Out(r) = &mut rec.kind else {
-            return false;
-        };
-        if self.ids.reserve().is_err() {
+        if !matches!(rec.kind, Kind::Out(_)) || self.ids.reserve().is_err() {
             return false;
         }
-        r.reserved = true;
         rec.owner = Owner::Host(self.id);
         rec.sched = self.sched.insert(h, f32::NEG_INFINITY, ctx.now);
         ctx.streams.link(&mut self.streams, h);
@@ -488,10 +490,10 @@ impl Host {
             return;
         };
         self.host_blocked.remove(&h);
-        if let Some(id) = r.id {
+        if let Some(id) = r.id() {
             self.by_id.remove_out(id);
             self.ids.release(id);
-        } else if r.reserved {
+        } else {
             self.ids.cancel_reservation();
         }
         self.apply_acct(r.acct, Acct::default());
@@ -620,12 +622,11 @@ impl Host {
             let room = &mut buf[used..budget];
             let pulled = match kind {
                 Kind::Out(r) => {
-                    let id = match r.id {
+                    let id = match r.id() {
                         Some(id) => id,
                         None => match self.ids.allocate() {
                             Some(id) => {
-                                r.id = Some(id);
-                                r.reserved = false;
+                                r.wire_id = id;
                                 self.by_id.insert_out(id, h);
                                 id
                             }
@@ -887,8 +888,9 @@ impl Host {
             else {
                 continue;
             };
-            r.id = None;
-            r.reserved = self.ids.reserve().is_ok(); // cannot fail: fewer than 65 535 streams
+            r.wire_id = NO_ID;
+            // Cannot fail: the ids were just wiped and fewer than 65 535 streams are kept.
+            let _ = self.ids.reserve();
             r.boosted = true;
             r.stream.restart_after_wipe();
             *sched = self.sched.insert(h, f32::NEG_INFINITY, ctx.now);
