@@ -132,7 +132,7 @@ fn to_u32(n: usize) -> u32 {
 
 /// An out-stream record (§3.1).
 #[derive(Debug)]
-pub(crate) struct OutRec {
+pub(super) struct OutRec {
     pub stream: OutStream,
     /// Wire id, assigned at first pull (§1.8); [`NO_ID`] before. While a hosted
     /// stream has none it holds a `StreamIds` reservation.
@@ -185,7 +185,7 @@ impl OutRec {
 
 /// An in-stream record (§3.1).
 #[derive(Debug)]
-pub(crate) struct InRec {
+pub(super) struct InRec {
     pub stream: InStream,
     pub id: u16,
     pub service: u16,
