@@ -24,7 +24,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::config::EndpointConfig;
 use crate::error::{Error, Result};
 use crate::host::{Host, Incoming};
-use crate::slots::Slots;
+use crate::slots::{Slot, Slots};
 use crate::stream::{InStream, OutStream};
 use crate::udp::{UdpError, UdpIo, UdpStats};
 
@@ -173,7 +173,7 @@ impl State {
         }
         self.streams
             .get(h)
-            .and_then(|s| s.end)
+            .and_then(|s| s.end())
             .unwrap_or(End::Reset)
     }
 
@@ -183,7 +183,7 @@ impl State {
         while let Some(event) = self.ep.hosts_mut().poll_event() {
             match event {
                 HostEvent::StreamReadable(h) | HostEvent::StreamWritable(h) => {
-                    self.streams.with_recorded(h, |s| wake.extend(s.io.take()));
+                    self.streams.with_recorded(h, |s| s.wake_all(wake));
                 }
                 HostEvent::StreamFinished {
                     handle,
@@ -204,16 +204,17 @@ impl State {
                     // The parked streams now belong to the peer, which the core knows.
                     for h in self.contacts.remove(&addr).unwrap_or_default() {
                         self.streams.with_recorded(h, |s| {
-                            s.contact = None;
-                            wake.extend(s.done.take());
+                            s.rare_mut().contact = None;
+                            s.wake_all(wake);
                         });
                     }
                 }
                 HostEvent::ContactFailed(addr) => {
                     for h in self.contacts.remove(&addr).unwrap_or_default() {
                         if let Some(s) = self.streams.entry(h) {
-                            s.contact = None;
-                            s.end = Some(End::ContactFailed(addr));
+                            let r = s.rare_mut();
+                            r.contact = None;
+                            r.end = Some(End::ContactFailed(addr));
                             s.wake_all(wake);
                         }
                     }
@@ -243,8 +244,9 @@ impl State {
         if let Some(s) = self.streams.entry(h) {
             // A parked stream reset by a failing contact: `ContactFailed` follows and
             // overrides (same dispatch round, before anyone is woken).
-            s.end.get_or_insert(end);
-            s.peer = s.peer.or(peer);
+            let r = s.rare_mut();
+            r.end.get_or_insert(end);
+            r.peer = r.peer.or(peer);
             s.wake_all(wake);
         }
     }
@@ -283,7 +285,7 @@ impl State {
         }
         let hosts = self.ep.hosts_mut();
         for h in self.streams.handles() {
-            let shutdown = self.streams.get(h).is_some_and(|s| s.shutdown);
+            let shutdown = self.streams.get(h).is_some_and(Slot::shutdown);
             let reset = match hosts.out_stream_info(h) {
                 Some(i) => !shutdown && i.state == OutStreamState::Active,
                 None => hosts.in_stream_info(h).is_some(),
@@ -291,7 +293,7 @@ impl State {
             if reset {
                 let _ = hosts.reset(now, h);
                 if let Some(s) = self.streams.entry(h) {
-                    s.end.get_or_insert(End::Closed);
+                    s.rare_mut().end.get_or_insert(End::Closed);
                     s.wake_all(wake);
                 }
             }
@@ -308,7 +310,7 @@ impl State {
         self.contacts.clear();
         for h in self.streams.handles() {
             if let Some(s) = self.streams.entry(h) {
-                s.end.get_or_insert(End::Closed);
+                s.rare_mut().end.get_or_insert(End::Closed);
                 s.wake_all(wake);
             }
         }
@@ -454,7 +456,7 @@ impl Endpoint {
         if st.ep.hosts().stream_peer(h).is_none() {
             st.contacts.entry(addr).or_default().push(h);
             if let Some(s) = st.streams.entry(h) {
-                s.contact = Some(addr);
+                s.rare_mut().contact = Some(addr);
             }
         }
         drop(st);

@@ -16,13 +16,21 @@ use crate::endpoint::End;
 /// What a stream handle may have to learn or wake on.
 #[derive(Debug, Default)]
 pub(crate) struct Slot {
-    /// A reader waiting for data, or a writer waiting for send buffer room.
-    pub io: Option<Waker>,
-    /// A task waiting for the end of an out-stream (finish) or for its contact.
-    pub done: Option<Waker>,
+    /// The task waiting on the stream: a reader for data, a writer for send buffer room,
+    /// or a task for the end of an out-stream (finish) or for its contact. A handle has
+    /// one waiter at a time (waiting needs `&mut` or consumes it, except `established`),
+    /// and a wakeup meant for another kind of wait is merely spurious.
+    pub waiter: Option<Waker>,
+    /// Everything else, rarely present.
+    rare: Option<Box<Rare>>,
+}
+
+/// The rarely needed part of a [`Slot`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Rare {
     pub end: Option<End>,
-    /// The peer, when the core may no longer know it (the stream ended, or its contact
-    /// established); otherwise the core's `stream_peer` says.
+    /// The peer, when the core may no longer know it (the stream ended); otherwise the
+    /// core's `stream_peer` says.
     pub peer: Option<PublicKey>,
     /// Parked on a contact to this address.
     pub contact: Option<SocketAddrV4>,
@@ -32,28 +40,50 @@ pub(crate) struct Slot {
 
 /// The slot of a live handle with nothing recorded.
 static EMPTY: Slot = Slot {
-    io: None,
-    done: None,
-    end: None,
-    peer: None,
-    contact: None,
-    shutdown: false,
+    waiter: None,
+    rare: None,
 };
 
 impl Slot {
     fn is_empty(&self) -> bool {
-        self.io.is_none()
-            && self.done.is_none()
-            && self.end.is_none()
-            && self.peer.is_none()
-            && self.contact.is_none()
-            && !self.shutdown
+        self.waiter.is_none() && self.rare.is_none()
     }
 
-    /// Moves every waiter into `wake`.
+    fn rare(&self) -> Option<&Rare> {
+        self.rare.as_deref()
+    }
+
+    /// The rare part, allocated if needed, for recording something.
+    pub(crate) fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_default()
+    }
+
+    /// Drops the rare part if nothing is left in it.
+    fn tidy(&mut self) {
+        if self.rare.as_deref() == Some(&Rare::default()) {
+            self.rare = None;
+        }
+    }
+
+    pub(crate) fn end(&self) -> Option<End> {
+        self.rare()?.end
+    }
+
+    pub(crate) fn peer(&self) -> Option<PublicKey> {
+        self.rare()?.peer
+    }
+
+    pub(crate) fn contact(&self) -> Option<SocketAddrV4> {
+        self.rare()?.contact
+    }
+
+    pub(crate) fn shutdown(&self) -> bool {
+        self.rare().is_some_and(|r| r.shutdown)
+    }
+
+    /// Moves the waiter (if any) into `wake`.
     pub(crate) fn wake_all(&mut self, wake: &mut Vec<Waker>) {
-        wake.extend(self.io.take());
-        wake.extend(self.done.take());
+        wake.extend(self.waiter.take());
     }
 }
 
@@ -103,6 +133,7 @@ impl Slots {
             return;
         };
         f(slot);
+        slot.tidy();
         if slot.is_empty() {
             self.recorded.remove(&h);
             if self.recorded.is_empty() && self.recorded.capacity() > KEPT {
@@ -123,12 +154,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn empty_slots_are_recognised() {
+    fn a_waiting_stream_costs_a_waker_and_a_pointer() {
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
         assert!(EMPTY.is_empty() && Slot::default().is_empty());
-        let slot = Slot {
-            shutdown: true,
-            ..Slot::default()
-        };
-        assert!(!slot.is_empty());
+        let mut slot = Slot::default();
+        slot.rare_mut().shutdown = true;
+        assert!(!slot.is_empty() && slot.shutdown());
+        slot.rare_mut().shutdown = false;
+        slot.tidy();
+        assert!(slot.is_empty());
     }
 }

@@ -71,7 +71,7 @@ impl OutStream {
         if st.closed {
             return Some(End::Closed);
         }
-        match st.streams.get(self.h).and_then(|s| s.end) {
+        match st.streams.get(self.h).and_then(|s| s.end()) {
             Some(e) => Some(e),
             None if st.ep.hosts().out_stream_info(self.h).is_none() => {
                 Some(st.resolve_end(&self.ep.0, self.h, wake))
@@ -94,14 +94,14 @@ impl OutStream {
         if st.closed {
             return Poll::Ready(Err(Error::Closed));
         }
-        if let Some(end) = st.streams.get(self.h).and_then(|s| s.end) {
+        if let Some(end) = st.streams.get(self.h).and_then(|s| s.end()) {
             return Poll::Ready(Err(end.error()));
         }
         let now = Instant::now();
         let res = match write(st.ep.hosts_mut(), now) {
             Ok(0) if !empty => {
                 if let Some(s) = st.streams.entry(self.h) {
-                    s.io = Some(cx.waker().clone());
+                    s.waiter = Some(cx.waker().clone());
                 }
                 return Poll::Pending;
             }
@@ -173,14 +173,14 @@ impl OutStream {
                 Ok(()) => {
                     self.shutdown = true;
                     if let Some(s) = st.streams.entry(self.h) {
-                        s.shutdown = true;
+                        s.rare_mut().shutdown = true;
                     }
                     drop(st);
                     self.ep.wake_driver();
                 }
                 Err(cusp_proto::host::ShutdownError::AlreadyShutdown) => self.shutdown = true,
                 Err(_) => {
-                    let end = match st.streams.get(self.h).and_then(|s| s.end) {
+                    let end = match st.streams.get(self.h).and_then(|s| s.end()) {
                         Some(e) => e,
                         None => st.resolve_end(&self.ep.0, self.h, &mut wake),
                     };
@@ -196,12 +196,12 @@ impl OutStream {
             }
         }
         let mut st = self.ep.0.lock();
-        let end = match st.streams.get(self.h).and_then(|s| s.end) {
+        let end = match st.streams.get(self.h).and_then(|s| s.end()) {
             Some(e) => Some(e),
             None if st.closed => Some(End::Closed),
             None => {
                 if let Some(s) = st.streams.entry(self.h) {
-                    s.done = Some(cx.waker().clone());
+                    s.waiter = Some(cx.waker().clone());
                 }
                 None
             }
@@ -283,7 +283,7 @@ impl OutStream {
         let peer = st
             .streams
             .get(self.h)
-            .and_then(|s| s.peer)
+            .and_then(|s| s.peer())
             .or_else(|| st.ep.hosts().stream_peer(self.h))?;
         drop(st);
         Some(Host::new(self.ep.clone(), peer))
@@ -302,14 +302,14 @@ impl OutStream {
             let Some(s) = st.streams.get(self.h) else {
                 return Poll::Ready(Err(Error::Reset));
             };
-            if let Some(p) = s.peer.or(core_peer) {
+            if let Some(p) = s.peer().or(core_peer) {
                 return Poll::Ready(Ok(p));
             }
-            if let Some(end) = s.end {
+            if let Some(end) = s.end() {
                 return Poll::Ready(Err(end.error()));
             }
             if let Some(s) = st.streams.entry(self.h) {
-                s.done = Some(cx.waker().clone());
+                s.waiter = Some(cx.waker().clone());
             }
             Poll::Pending
         })
@@ -352,12 +352,12 @@ impl Drop for OutStream {
         let slot = st.streams.close(self.h);
         let mut reset = false;
         if let Some(slot) = slot {
-            if let Some(addr) = slot.contact
+            if let Some(addr) = slot.contact()
                 && let Some(v) = st.contacts.get_mut(&addr)
             {
                 v.retain(|h| *h != self.h);
             }
-            if !self.done && !self.shutdown && slot.end.is_none() && !st.closed {
+            if !self.done && !self.shutdown && slot.end().is_none() && !st.closed {
                 // spec: streams.md §5.8 dropping a handle without shutdown resets it
                 reset = st.ep.hosts_mut().reset(now, self.h).is_ok();
                 st.ep.poll_requests(now);
@@ -456,7 +456,7 @@ impl InStream {
         if st.closed {
             return Poll::Ready(Err(Error::Closed));
         }
-        if let Some(end) = st.streams.get(self.h).and_then(|s| s.end) {
+        if let Some(end) = st.streams.get(self.h).and_then(|s| s.end()) {
             self.done = true;
             return Poll::Ready(Err(end.error()));
         }
@@ -489,7 +489,7 @@ impl InStream {
             return Poll::Ready(Ok(got > 0));
         }
         if let Some(s) = st.streams.entry(self.h) {
-            s.io = Some(cx.waker().clone());
+            s.waiter = Some(cx.waker().clone());
         }
         Poll::Pending
     }
