@@ -156,6 +156,15 @@ fn measure(n: usize) -> [f64; 2] {
             held.push(s);
         }
         read_rx.await.unwrap();
+        // Every byte acknowledged (so no send buffer is left), then let the rest settle.
+        for _ in 0..1000 {
+            match host.stats() {
+                Some(st) if st.queued_inflight + st.queued_to_retransmit > 0 => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                _ => break,
+            }
+        }
         settle().await;
         let per = (live(1) - base) as f64 / n as f64;
         done_tx.send(()).unwrap();
