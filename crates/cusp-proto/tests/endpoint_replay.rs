@@ -80,7 +80,7 @@ fn drain(ep: &mut Endpoint<HostTable>, seen: &mut Seen) {
                 handle
             }
             HostEvent::StreamReadable(h) => h,
-            HostEvent::StreamReset(h) => {
+            HostEvent::StreamReset { handle: h, .. } => {
                 if let Some(&i) = seen.by_handle.get(&h) {
                     let s = &mut seen.streams[i].1;
                     s.reset = true;

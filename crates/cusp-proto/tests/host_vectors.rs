@@ -128,7 +128,7 @@ fn replay(name: &str, advertised: &[u16]) -> (BTreeMap<u16, StreamSeen>, usize) 
                         }
                     }
                 }
-                HostEvent::StreamReset(h) => {
+                HostEvent::StreamReset { handle: h, .. } => {
                     let s = seen.get_mut(&ids[&h]).unwrap();
                     s.reset = true;
                     s.bytes.clear();

@@ -566,10 +566,10 @@ impl StreamNode {
                 self.app.unread.insert(h);
             }
             HostEvent::StreamWritable(h) => self.write_more(now, h),
-            HostEvent::StreamFinished { handle, delivered } => {
-                self.end_out(now, handle, OutOutcome::Finished(delivered))
-            }
-            HostEvent::StreamReset(h) => {
+            HostEvent::StreamFinished {
+                handle, delivered, ..
+            } => self.end_out(now, handle, OutOutcome::Finished(delivered)),
+            HostEvent::StreamReset { handle: h, .. } => {
                 if self.app.outs.contains_key(&h) {
                     self.end_out(now, h, OutOutcome::Reset);
                 } else if let Some(r) = self.app.ins.get_mut(&h) {

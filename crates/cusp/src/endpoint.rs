@@ -24,6 +24,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::config::EndpointConfig;
 use crate::error::{Error, Result};
 use crate::host::{Host, Incoming};
+use crate::slots::{Slot, Slots};
 use crate::stream::{InStream, OutStream};
 use crate::udp::{UdpError, UdpIo, UdpStats};
 
@@ -63,34 +64,11 @@ impl End {
     }
 }
 
-/// Per-stream wakeup state (only streams that have a live handle have a slot).
-#[derive(Debug, Default)]
-pub(crate) struct Slot {
-    /// A reader waiting for data, or a writer waiting for send buffer room.
-    pub io: Option<Waker>,
-    /// A task waiting for the end of an out-stream (finish) or for its contact.
-    pub done: Option<Waker>,
-    pub end: Option<End>,
-    /// The peer, once known (contact streams learn it when the channel establishes).
-    pub peer: Option<PublicKey>,
-    /// Parked on a contact to this address.
-    pub contact: Option<SocketAddrV4>,
-    pub is_out: bool,
-    /// The application shut the out-stream down (it completes on its own).
-    pub shutdown: bool,
-}
-
-impl Slot {
-    fn wake_all(&mut self, wake: &mut Vec<Waker>) {
-        wake.extend(self.io.take());
-        wake.extend(self.done.take());
-    }
-}
-
 /// Everything behind the endpoint's mutex.
 pub(crate) struct State {
     pub ep: ProtoEndpoint<HostTable>,
-    pub streams: HashMap<StreamHandle, Slot>,
+    /// Every stream with a live handle.
+    pub streams: Slots,
     pub advertised: HashMap<u16, mpsc::UnboundedSender<Accepted>>,
     pub listeners: HashMap<(PublicKey, u16), mpsc::UnboundedSender<Accepted>>,
     /// Streams parked on a contact, by address.
@@ -194,8 +172,8 @@ impl State {
             return End::Closed;
         }
         self.streams
-            .get(&h)
-            .and_then(|s| s.end)
+            .get(h)
+            .and_then(|s| s.end())
             .unwrap_or(End::Reset)
     }
 
@@ -205,33 +183,38 @@ impl State {
         while let Some(event) = self.ep.hosts_mut().poll_event() {
             match event {
                 HostEvent::StreamReadable(h) | HostEvent::StreamWritable(h) => {
-                    if let Some(s) = self.streams.get_mut(&h) {
-                        wake.extend(s.io.take());
-                    }
+                    self.streams.with_recorded(h, |s| s.wake_all(wake));
                 }
-                HostEvent::StreamFinished { handle, delivered } => {
-                    self.end_stream(handle, End::Finished(delivered), wake);
+                HostEvent::StreamFinished {
+                    handle,
+                    peer,
+                    delivered,
+                } => {
+                    self.end_stream(handle, End::Finished(delivered), peer, wake);
                 }
-                HostEvent::StreamReset(h) => self.end_stream(h, End::Reset, wake),
+                HostEvent::StreamReset { handle, peer } => {
+                    self.end_stream(handle, End::Reset, peer, wake)
+                }
                 HostEvent::IncomingStream {
                     peer,
                     service,
                     handle,
                 } => self.incoming(shared, peer, service, handle),
-                HostEvent::Contacted { addr, peer } => {
+                HostEvent::Contacted { addr, .. } => {
+                    // The parked streams now belong to the peer, which the core knows.
                     for h in self.contacts.remove(&addr).unwrap_or_default() {
-                        if let Some(s) = self.streams.get_mut(&h) {
-                            s.contact = None;
-                            s.peer = Some(peer);
-                            wake.extend(s.done.take());
-                        }
+                        self.streams.with_recorded(h, |s| {
+                            s.rare_mut().contact = None;
+                            s.wake_all(wake);
+                        });
                     }
                 }
                 HostEvent::ContactFailed(addr) => {
                     for h in self.contacts.remove(&addr).unwrap_or_default() {
-                        if let Some(s) = self.streams.get_mut(&h) {
-                            s.contact = None;
-                            s.end = Some(End::ContactFailed(addr));
+                        if let Some(s) = self.streams.entry(h) {
+                            let r = s.rare_mut();
+                            r.contact = None;
+                            r.end = Some(End::ContactFailed(addr));
                             s.wake_all(wake);
                         }
                     }
@@ -249,11 +232,21 @@ impl State {
         }
     }
 
-    fn end_stream(&mut self, h: StreamHandle, end: End, wake: &mut Vec<Waker>) {
-        if let Some(s) = self.streams.get_mut(&h) {
+    /// Records the end of a stream with a live handle: the core forgot it, so its peer
+    /// is kept here (for [`OutStream::host`](crate::OutStream::host)).
+    fn end_stream(
+        &mut self,
+        h: StreamHandle,
+        end: End,
+        peer: Option<PublicKey>,
+        wake: &mut Vec<Waker>,
+    ) {
+        if let Some(s) = self.streams.entry(h) {
             // A parked stream reset by a failing contact: `ContactFailed` follows and
             // overrides (same dispatch round, before anyone is woken).
-            s.end.get_or_insert(end);
+            let r = s.rare_mut();
+            r.end.get_or_insert(end);
+            r.peer = r.peer.or(peer);
             s.wake_all(wake);
         }
     }
@@ -269,19 +262,13 @@ impl State {
             let _ = self.ep.hosts_mut().reset(now, h);
             return;
         };
-        self.streams.insert(
-            h,
-            Slot {
-                peer: Some(peer),
-                ..Slot::default()
-            },
-        );
+        self.streams.open(h);
         let host = Host::new(EpRef::new(shared.clone()), peer);
         let stream = InStream::new(EpRef::new(shared.clone()), h, peer, service);
         if let Err(mpsc::error::SendError((_, _, stream))) = tx.send((host, service, stream)) {
             // The receiver went away just now: its Drop must not lock (we hold the lock).
             stream.forget();
-            self.streams.remove(&h);
+            self.streams.close(h);
             let _ = self.ep.hosts_mut().reset(now, h);
         }
     }
@@ -297,19 +284,18 @@ impl State {
             self.ep.hosts_mut().unlisten(&peer, s);
         }
         let hosts = self.ep.hosts_mut();
-        for (&h, s) in &mut self.streams {
-            let reset = if s.is_out {
-                !s.shutdown
-                    && hosts
-                        .out_stream_info(h)
-                        .is_some_and(|i| i.state == OutStreamState::Active)
-            } else {
-                hosts.in_stream_info(h).is_some()
+        for h in self.streams.handles() {
+            let shutdown = self.streams.get(h).is_some_and(Slot::shutdown);
+            let reset = match hosts.out_stream_info(h) {
+                Some(i) => !shutdown && i.state == OutStreamState::Active,
+                None => hosts.in_stream_info(h).is_some(),
             };
             if reset {
                 let _ = hosts.reset(now, h);
-                s.end.get_or_insert(End::Closed);
-                s.wake_all(wake);
+                if let Some(s) = self.streams.entry(h) {
+                    s.rare_mut().end.get_or_insert(End::Closed);
+                    s.wake_all(wake);
+                }
             }
         }
         self.ep.poll_requests(now);
@@ -322,9 +308,11 @@ impl State {
         self.advertised.clear();
         self.listeners.clear();
         self.contacts.clear();
-        for s in self.streams.values_mut() {
-            s.end.get_or_insert(End::Closed);
-            s.wake_all(wake);
+        for h in self.streams.handles() {
+            if let Some(s) = self.streams.entry(h) {
+                s.rare_mut().end.get_or_insert(End::Closed);
+                s.wake_all(wake);
+            }
         }
     }
 }
@@ -399,7 +387,7 @@ impl Endpoint {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 ep,
-                streams: HashMap::new(),
+                streams: Slots::default(),
                 advertised: HashMap::new(),
                 listeners: HashMap::new(),
                 contacts: HashMap::new(),
@@ -464,22 +452,13 @@ impl Endpoint {
                 .set_send_low_water(h, self.ep.send_low_water);
         }
         st.ep.poll_requests(now);
-        let peer = st.ep.hosts().stream_peer(h);
-        let contact = if peer.is_none() {
+        st.streams.open(h);
+        if st.ep.hosts().stream_peer(h).is_none() {
             st.contacts.entry(addr).or_default().push(h);
-            Some(addr)
-        } else {
-            None
-        };
-        st.streams.insert(
-            h,
-            Slot {
-                peer,
-                contact,
-                is_out: true,
-                ..Slot::default()
-            },
-        );
+            if let Some(s) = st.streams.entry(h) {
+                s.rare_mut().contact = Some(addr);
+            }
+        }
         drop(st);
         self.ep.wake_driver();
         Ok(OutStream::new(self.ep.clone(), h))

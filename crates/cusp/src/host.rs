@@ -9,7 +9,7 @@ use cusp_proto::crypto::PublicKey;
 use cusp_proto::host::{HostInfo, HostStats};
 use tokio::sync::mpsc;
 
-use crate::endpoint::{Accepted, Endpoint, EpRef, Slot};
+use crate::endpoint::{Accepted, Endpoint, EpRef};
 use crate::error::{Error, Result};
 use crate::stream::OutStream;
 
@@ -64,14 +64,7 @@ impl Host {
                 .set_send_low_water(h, self.ep.send_low_water);
         }
         st.ep.poll_requests(now);
-        st.streams.insert(
-            h,
-            Slot {
-                peer: Some(self.key),
-                is_out: true,
-                ..Slot::default()
-            },
-        );
+        st.streams.open(h);
         drop(st);
         self.ep.wake_driver();
         Ok(OutStream::new(self.ep.clone(), h))

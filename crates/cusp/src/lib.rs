@@ -36,6 +36,7 @@ mod error;
 mod host;
 pub mod keys;
 pub mod relay;
+mod slots;
 mod stream;
 pub mod udp;
 

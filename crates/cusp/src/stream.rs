@@ -71,7 +71,7 @@ impl OutStream {
         if st.closed {
             return Some(End::Closed);
         }
-        match st.streams.get(&self.h).and_then(|s| s.end) {
+        match st.streams.get(self.h).and_then(|s| s.end()) {
             Some(e) => Some(e),
             None if st.ep.hosts().out_stream_info(self.h).is_none() => {
                 Some(st.resolve_end(&self.ep.0, self.h, wake))
@@ -94,14 +94,14 @@ impl OutStream {
         if st.closed {
             return Poll::Ready(Err(Error::Closed));
         }
-        if let Some(end) = st.streams.get(&self.h).and_then(|s| s.end) {
+        if let Some(end) = st.streams.get(self.h).and_then(|s| s.end()) {
             return Poll::Ready(Err(end.error()));
         }
         let now = Instant::now();
         let res = match write(st.ep.hosts_mut(), now) {
             Ok(0) if !empty => {
-                if let Some(s) = st.streams.get_mut(&self.h) {
-                    s.io = Some(cx.waker().clone());
+                if let Some(s) = st.streams.entry(self.h) {
+                    s.waiter = Some(cx.waker().clone());
                 }
                 return Poll::Pending;
             }
@@ -172,15 +172,15 @@ impl OutStream {
             match st.ep.hosts_mut().shutdown(now, self.h) {
                 Ok(()) => {
                     self.shutdown = true;
-                    if let Some(s) = st.streams.get_mut(&self.h) {
-                        s.shutdown = true;
+                    if let Some(s) = st.streams.entry(self.h) {
+                        s.rare_mut().shutdown = true;
                     }
                     drop(st);
                     self.ep.wake_driver();
                 }
                 Err(cusp_proto::host::ShutdownError::AlreadyShutdown) => self.shutdown = true,
                 Err(_) => {
-                    let end = match st.streams.get(&self.h).and_then(|s| s.end) {
+                    let end = match st.streams.get(self.h).and_then(|s| s.end()) {
                         Some(e) => e,
                         None => st.resolve_end(&self.ep.0, self.h, &mut wake),
                     };
@@ -196,12 +196,12 @@ impl OutStream {
             }
         }
         let mut st = self.ep.0.lock();
-        let end = match st.streams.get(&self.h).and_then(|s| s.end) {
+        let end = match st.streams.get(self.h).and_then(|s| s.end()) {
             Some(e) => Some(e),
             None if st.closed => Some(End::Closed),
             None => {
-                if let Some(s) = st.streams.get_mut(&self.h) {
-                    s.done = Some(cx.waker().clone());
+                if let Some(s) = st.streams.entry(self.h) {
+                    s.waiter = Some(cx.waker().clone());
                 }
                 None
             }
@@ -282,8 +282,8 @@ impl OutStream {
         let st = self.ep.0.lock();
         let peer = st
             .streams
-            .get(&self.h)
-            .and_then(|s| s.peer)
+            .get(self.h)
+            .and_then(|s| s.peer())
             .or_else(|| st.ep.hosts().stream_peer(self.h))?;
         drop(st);
         Some(Host::new(self.ep.clone(), peer))
@@ -299,16 +299,18 @@ impl OutStream {
                 return Poll::Ready(Err(Error::Closed));
             }
             let core_peer = st.ep.hosts().stream_peer(self.h);
-            let Some(s) = st.streams.get_mut(&self.h) else {
+            let Some(s) = st.streams.get(self.h) else {
                 return Poll::Ready(Err(Error::Reset));
             };
-            if let Some(p) = s.peer.or(core_peer) {
+            if let Some(p) = s.peer().or(core_peer) {
                 return Poll::Ready(Ok(p));
             }
-            if let Some(end) = s.end {
+            if let Some(end) = s.end() {
                 return Poll::Ready(Err(end.error()));
             }
-            s.done = Some(cx.waker().clone());
+            if let Some(s) = st.streams.entry(self.h) {
+                s.waiter = Some(cx.waker().clone());
+            }
             Poll::Pending
         })
         .await?;
@@ -347,15 +349,15 @@ impl Drop for OutStream {
     fn drop(&mut self) {
         let mut st = self.ep.0.lock();
         let now = Instant::now();
-        let slot = st.streams.remove(&self.h);
+        let slot = st.streams.close(self.h);
         let mut reset = false;
         if let Some(slot) = slot {
-            if let Some(addr) = slot.contact
+            if let Some(addr) = slot.contact()
                 && let Some(v) = st.contacts.get_mut(&addr)
             {
                 v.retain(|h| *h != self.h);
             }
-            if !self.done && !self.shutdown && slot.end.is_none() && !st.closed {
+            if !self.done && !self.shutdown && slot.end().is_none() && !st.closed {
                 // spec: streams.md §5.8 dropping a handle without shutdown resets it
                 reset = st.ep.hosts_mut().reset(now, self.h).is_ok();
                 st.ep.poll_requests(now);
@@ -454,7 +456,7 @@ impl InStream {
         if st.closed {
             return Poll::Ready(Err(Error::Closed));
         }
-        if let Some(end) = st.streams.get(&self.h).and_then(|s| s.end) {
+        if let Some(end) = st.streams.get(self.h).and_then(|s| s.end()) {
             self.done = true;
             return Poll::Ready(Err(end.error()));
         }
@@ -491,8 +493,8 @@ impl InStream {
             }
             return Poll::Ready(Ok(got > 0));
         }
-        if let Some(s) = st.streams.get_mut(&self.h) {
-            s.io = Some(cx.waker().clone());
+        if let Some(s) = st.streams.entry(self.h) {
+            s.waiter = Some(cx.waker().clone());
         }
         Poll::Pending
     }
@@ -603,7 +605,7 @@ impl Drop for InStream {
             return;
         }
         let mut st = self.ep.0.lock();
-        st.streams.remove(&self.h);
+        st.streams.close(self.h);
         if !self.done && !self.eof && !st.closed {
             // spec: streams.md §5.8 dropping a handle without reading to the end resets it
             let _ = st.ep.hosts_mut().reset(Instant::now(), self.h);

@@ -41,7 +41,9 @@
 // spec: streams.md §3, §4.2-§4.5
 
 mod config;
+mod hosts;
 mod state;
+mod streams;
 #[cfg(test)]
 mod tests;
 mod types;
@@ -62,17 +64,20 @@ use crate::channel::{EstablishedInfo, PacketId};
 use crate::crypto::PublicKey;
 use crate::endpoint::host_layer::{ChannelRequest, HostLayer};
 use crate::stream::{OutStream, ReadResult};
-use state::{Ctx, Events, Host, OutRec, Owner, WriteData};
+use hosts::Hosts;
+use state::{Ctx, Events, Host, OutRec, WriteData};
+use streams::{Kind, Owner, Streams};
 
 /// First number of the dynamic advertise range (§4.3).
 pub const DYNAMIC_SERVICE_BASE: u16 = 0x4000;
 /// First number of the per-host listen range (§4.3).
 pub const LISTEN_SERVICE_BASE: u16 = 0x8000;
 
-/// Streams parked until a channel to `addr` establishes.
+/// Streams parked until a channel to `addr` establishes (their records are
+/// in the table, owned by [`Owner::Pending`]).
 #[derive(Debug)]
 struct PendingContact {
-    streams: Vec<(StreamHandle, OutRec)>,
+    streams: Vec<StreamHandle>,
     deadline: Instant,
 }
 
@@ -81,14 +86,14 @@ struct PendingContact {
 #[derive(Debug)]
 pub struct HostTable {
     config: HostConfig,
-    hosts: HashMap<PublicKey, Host>,
+    hosts: Hosts,
     pending: HashMap<SocketAddrV4, PendingContact>,
-    owners: HashMap<StreamHandle, Owner>,
+    /// Every stream record, in or out, hosted or parked.
+    streams: Streams,
     advertised: BTreeSet<u16>,
     dynamic_counter: u16,
     events: Events,
     requests: VecDeque<ChannelRequest>,
-    next_handle: u64,
     next_packet: PacketId,
     now: Instant,
     next_purge: Instant,
@@ -102,8 +107,7 @@ macro_rules! ctx {
             now: $now,
             config: &$t.config,
             events: &mut $t.events,
-            owners: &mut $t.owners,
-            next_handle: &mut $t.next_handle,
+            streams: &mut $t.streams,
             advertised: &$t.advertised,
         }
     };
@@ -115,14 +119,13 @@ impl HostTable {
         let next_purge = now + config.purge_period;
         HostTable {
             config,
-            hosts: HashMap::new(),
+            hosts: Hosts::default(),
             pending: HashMap::new(),
-            owners: HashMap::new(),
+            streams: Streams::default(),
             advertised: BTreeSet::new(),
             dynamic_counter: 0,
             events: Events::default(),
             requests: VecDeque::new(),
-            next_handle: 0,
             next_packet: 0,
             now,
             next_purge,
@@ -233,11 +236,14 @@ impl HostTable {
             return Err(ConnectError::ReservedService);
         }
         let host = self.hosts.get_mut(peer).ok_or(ConnectError::UnknownHost)?;
+        let rec = OutRec::new(OutStream::new(&self.config.out_stream), service);
+        let h = self
+            .streams
+            .insert(Owner::Host(host.id), Kind::Out(rec))
+            .ok_or(ConnectError::TooManyStreams)?;
         let mut ctx = ctx!(self, self.now);
-        let h = ctx.new_handle(Owner::Host(*peer));
-        let rec = OutRec::new(OutStream::new(&ctx.config.out_stream), service);
-        if !host.add_out(&mut ctx, h, rec) {
-            self.owners.remove(&h);
+        if !host.add_out(&mut ctx, h) {
+            self.streams.remove(h);
             return Err(ConnectError::TooManyStreams);
         }
         if !host.bound {
@@ -287,13 +293,12 @@ impl HostTable {
         if p.streams.len() >= limit {
             return Err(ContactError::TooManyPending);
         }
-        self.next_handle += 1;
-        let h = StreamHandle(self.next_handle);
-        self.owners.insert(h, Owner::Pending(addr));
-        p.streams.push((
-            h,
-            OutRec::new(OutStream::new(&self.config.out_stream), service),
-        ));
+        let rec = OutRec::new(OutStream::new(&self.config.out_stream), service);
+        let h = self
+            .streams
+            .insert(Owner::Pending(addr), Kind::Out(rec))
+            .ok_or(ContactError::TooManyPending)?;
+        p.streams.push(h);
         self.request(ChannelRequest::Connect(addr));
         Ok(h)
     }
@@ -307,13 +312,15 @@ impl HostTable {
             return;
         };
         let mut ctx = ctx!(self, now);
-        for (h, rec) in p.streams {
-            let app_reset = rec.app_reset;
-            if !host.add_out(&mut ctx, h, rec) {
-                ctx.owners.remove(&h);
-                if !app_reset {
-                    ctx.events.push(HostEvent::StreamReset(h));
-                }
+        for h in p.streams {
+            if !host.add_out(&mut ctx, h)
+                && let Some(rec) = ctx.streams.remove(h)
+                && matches!(rec.kind, Kind::Out(r) if !r.app_reset)
+            {
+                ctx.events.push(HostEvent::StreamReset {
+                    handle: h,
+                    peer: Some(peer),
+                });
             }
         }
         self.events.push(HostEvent::Contacted { addr, peer });
@@ -324,16 +331,22 @@ impl HostTable {
         let Some(p) = self.pending.remove(&addr) else {
             return;
         };
-        for (h, rec) in p.streams {
-            self.owners.remove(&h);
+        for h in p.streams {
+            let Some(Kind::Out(rec)) = self.streams.remove(h).map(|r| r.kind) else {
+                continue;
+            };
             if !rec.app_reset {
                 self.events.push(if rec.app_shutdown {
                     HostEvent::StreamFinished {
                         handle: h,
+                        peer: None,
                         delivered: false,
                     }
                 } else {
-                    HostEvent::StreamReset(h)
+                    HostEvent::StreamReset {
+                        handle: h,
+                        peer: None,
+                    }
                 });
             }
         }
@@ -342,35 +355,31 @@ impl HostTable {
 
     // ---- stream operations ---------------------------------------------------
 
-    fn pending_rec(&mut self, addr: SocketAddrV4, h: StreamHandle) -> Option<&mut OutRec> {
-        self.pending
-            .get_mut(&addr)?
-            .streams
-            .iter_mut()
-            .find(|(k, _)| *k == h)
-            .map(|(_, r)| r)
+    fn owner(&self, h: StreamHandle) -> Option<Owner> {
+        Some(self.streams.get(h)?.owner)
     }
 
     /// Runs `f` on an out-stream record and re-reads it afterwards.
     fn with_out<R>(&mut self, h: StreamHandle, f: impl FnOnce(&mut OutRec) -> R) -> Option<R> {
-        match *self.owners.get(&h)? {
-            Owner::Host(peer) => {
-                let host = self.hosts.get_mut(&peer)?;
-                let r = f(host.outs.get_mut(&h)?);
+        let owner = self.owner(h)?;
+        let rec = self.streams.out_mut(h)?;
+        match owner {
+            Owner::Host(id) => {
+                let r = f(rec);
+                let host = self.hosts.by_id_mut(id)?;
                 let mut ctx = ctx!(self, self.now);
                 host.last_active = self.now;
                 host.refresh_out(&mut ctx, h);
                 Some(r)
             }
             Owner::Pending(addr) => {
-                let r = f(self.pending_rec(addr, h)?);
+                let r = f(rec);
                 // A parked stream that completed (reset) leaves the contact.
-                if let Some(p) = self.pending.get_mut(&addr)
-                    && let Some(i) = p.streams.iter().position(|(k, _)| *k == h)
-                    && p.streams[i].1.stream.is_complete()
-                {
-                    p.streams.remove(i);
-                    self.owners.remove(&h);
+                if rec.stream.is_complete() {
+                    self.streams.remove(h);
+                    if let Some(p) = self.pending.get_mut(&addr) {
+                        p.streams.retain(|&k| k != h);
+                    }
                 }
                 Some(r)
             }
@@ -384,15 +393,15 @@ impl HostTable {
         data: WriteData<'_>,
     ) -> Result<usize, WriteError> {
         self.tick(now);
-        let res = match *self.owners.get(&h).ok_or(WriteError::UnknownStream)? {
-            Owner::Host(peer) => {
-                let host = self.hosts.get_mut(&peer).ok_or(WriteError::UnknownStream)?;
+        let res = match self.owner(h).ok_or(WriteError::UnknownStream)? {
+            Owner::Host(id) => {
+                let host = self.hosts.by_id_mut(id).ok_or(WriteError::UnknownStream)?;
                 let mut ctx = ctx!(self, self.now);
                 host.write(&mut ctx, h, data)
                     .ok_or(WriteError::UnknownStream)?
             }
-            Owner::Pending(addr) => {
-                let r = self.pending_rec(addr, h).ok_or(WriteError::UnknownStream)?;
+            Owner::Pending(_) => {
+                let r = self.streams.out_mut(h).ok_or(WriteError::UnknownStream)?;
                 let res = data.write_to(&mut r.stream, usize::MAX);
                 if matches!(res, Ok(n) if n < data_len(&data)) {
                     r.blocked = true;
@@ -448,9 +457,9 @@ impl HostTable {
     // spec: streams.md §2.1.2 reset, §2.2.5 reset
     pub fn reset(&mut self, now: Instant, h: StreamHandle) -> Result<(), UnknownStream> {
         self.tick(now);
-        if let Some(Owner::Host(peer)) = self.owners.get(&h).copied()
-            && let Some(host) = self.hosts.get_mut(&peer)
-            && let Some(r) = host.ins.get_mut(&h)
+        if let Some(Owner::Host(id)) = self.owner(h)
+            && let Some(r) = self.streams.in_mut(h)
+            && let Some(host) = self.hosts.by_id_mut(id)
         {
             r.app_reset = true;
             r.stream.reset();
@@ -460,7 +469,7 @@ impl HostTable {
         }
         self.with_out(h, |r| {
             r.app_reset = true;
-            if r.id.is_none() {
+            if r.id().is_none() {
                 // spec: streams.md §3.6 MAY drop a never-sent stream silently
                 r.stream.on_reader_reset();
             } else {
@@ -479,8 +488,11 @@ impl HostTable {
         h: StreamHandle,
         bytes: usize,
     ) -> Result<(), UnknownStream> {
-        self.with_out(h, |r| r.low_water = bytes.min(r.stream.send_buffer()))
-            .ok_or(UnknownStream)
+        self.with_out(h, |r| {
+            // The send buffer is at most 2^30 bytes.
+            r.low_water = bytes.min(r.stream.send_buffer()) as u32;
+        })
+        .ok_or(UnknownStream)
     }
 
     /// Sets an out-stream's priority (finite; higher first, negative = filler).
@@ -496,11 +508,11 @@ impl HostTable {
         h: StreamHandle,
         f: impl FnOnce(&mut crate::stream::InStream) -> R,
     ) -> Result<R, UnknownStream> {
-        let Some(Owner::Host(peer)) = self.owners.get(&h).copied() else {
+        let Some(Owner::Host(id)) = self.owner(h) else {
             return Err(UnknownStream);
         };
-        let host = self.hosts.get_mut(&peer).ok_or(UnknownStream)?;
-        let r = f(&mut host.ins.get_mut(&h).ok_or(UnknownStream)?.stream);
+        let r = f(&mut self.streams.in_mut(h).ok_or(UnknownStream)?.stream);
+        let host = self.hosts.by_id_mut(id).ok_or(UnknownStream)?;
         host.last_active = self.now;
         let mut ctx = ctx!(self, self.now);
         host.refresh_in(&mut ctx, h, false);
@@ -540,40 +552,31 @@ impl HostTable {
 
     /// The peer of a stream (`None` for an unknown handle or a parked contact stream).
     pub fn stream_peer(&self, h: StreamHandle) -> Option<PublicKey> {
-        match self.owners.get(&h)? {
-            Owner::Host(k) => Some(*k),
+        match self.owner(h)? {
+            Owner::Host(id) => Some(self.hosts.by_id(id)?.key),
             Owner::Pending(_) => None,
         }
     }
 
     /// A snapshot of an out-stream.
     pub fn out_stream_info(&self, h: StreamHandle) -> Option<OutStreamInfo> {
-        let (peer, r, room) = match *self.owners.get(&h)? {
-            Owner::Host(k) => {
-                let host = self.hosts.get(&k)?;
+        let r = self.streams.out(h)?;
+        let (peer, room) = match self.owner(h)? {
+            Owner::Host(id) => {
+                let host = self.hosts.by_id(id)?;
                 let room = self
                     .config
                     .max_host_send_buffer
                     .saturating_sub(host.out_buffered());
-                (Some(k), host.outs.get(&h)?, room)
+                (Some(host.key), room)
             }
-            Owner::Pending(a) => (
-                None,
-                &self
-                    .pending
-                    .get(&a)?
-                    .streams
-                    .iter()
-                    .find(|(k, _)| *k == h)?
-                    .1,
-                usize::MAX,
-            ),
+            Owner::Pending(_) => (None, usize::MAX),
         };
         let s = &r.stream;
         Some(OutStreamInfo {
             peer,
             service: r.service,
-            id: r.id,
+            id: r.id(),
             state: s.state(),
             priority: s.priority(),
             bytes_acked: s.bytes_acked(),
@@ -586,13 +589,13 @@ impl HostTable {
 
     /// A snapshot of an in-stream.
     pub fn in_stream_info(&self, h: StreamHandle) -> Option<InStreamInfo> {
-        let Owner::Host(k) = *self.owners.get(&h)? else {
+        let Owner::Host(id) = self.owner(h)? else {
             return None;
         };
-        let r = self.hosts.get(&k)?.ins.get(&h)?;
+        let r = self.streams.in_rec(h)?;
         let s = &r.stream;
         Some(InStreamInfo {
-            peer: k,
+            peer: self.hosts.by_id(id)?.key,
             service: r.service,
             id: r.id,
             state: s.state(),
@@ -625,7 +628,7 @@ impl HostTable {
     pub fn in_streams(&self, peer: &PublicKey) -> Vec<StreamHandle> {
         self.hosts
             .get(peer)
-            .map(Host::in_handles)
+            .map(|h| h.in_handles(&self.streams))
             .unwrap_or_default()
     }
 
@@ -633,7 +636,7 @@ impl HostTable {
     pub fn out_streams(&self, peer: &PublicKey) -> Vec<StreamHandle> {
         self.hosts
             .get(peer)
-            .map(Host::out_handles)
+            .map(|h| h.out_handles(&self.streams))
             .unwrap_or_default()
     }
 
@@ -741,14 +744,17 @@ impl HostLayer for HostTable {
         self.tick(now);
         if !self.hosts.contains_key(&info.peer) {
             self.make_room(now);
-            let host = Host::new(
-                info.peer,
-                info.local_addr,
-                info.remote_addr,
-                now,
-                &self.config,
-            );
-            self.hosts.insert(info.peer, host);
+            let config = &self.config;
+            self.hosts.insert_with(info.peer, |id| {
+                Host::new(
+                    id,
+                    info.peer,
+                    info.local_addr,
+                    info.remote_addr,
+                    now,
+                    config,
+                )
+            });
         }
         let Some(host) = self.hosts.get_mut(&info.peer) else {
             return;

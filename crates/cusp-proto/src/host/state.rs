@@ -14,15 +14,8 @@ use crate::stream::{
 use crate::wire::segment::{Segment, Segments};
 
 use super::config::HostConfig;
+use super::streams::{HostId, Kind, List, Owner, Rec, Streams, WireIds};
 use super::types::{HostEvent, HostStats, StreamHandle};
-
-/// Who holds a stream record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Owner {
-    Host(PublicKey),
-    /// Parked on a contact waiting for the channel to this address.
-    Pending(SocketAddrV4),
-}
 
 /// The application event queue, deduplicating the level-like events
 /// (readable, writable, address change) so it stays bounded by the number of
@@ -50,8 +43,15 @@ impl Events {
     pub(super) fn pop(&mut self) -> Option<HostEvent> {
         let e = self.queue.pop_front()?;
         self.queued.remove(&e);
+        if self.queue.is_empty() && self.queue.capacity() > Self::KEPT {
+            // Drained after a burst (e.g. thousands of new streams): give the room back.
+            *self = Events::default();
+        }
         Some(e)
     }
+
+    /// Capacity kept when the queue drains.
+    const KEPT: usize = 64;
 }
 
 /// What the host needs from the table while it works.
@@ -59,71 +59,125 @@ pub(super) struct Ctx<'a> {
     pub now: Instant,
     pub config: &'a HostConfig,
     pub events: &'a mut Events,
-    pub owners: &'a mut HashMap<StreamHandle, Owner>,
-    pub next_handle: &'a mut u64,
+    pub streams: &'a mut Streams,
     pub advertised: &'a BTreeSet<u16>,
-}
-
-impl Ctx<'_> {
-    pub(super) fn new_handle(&mut self, owner: Owner) -> StreamHandle {
-        *self.next_handle += 1;
-        let h = StreamHandle(*self.next_handle);
-        self.owners.insert(h, owner);
-        h
-    }
 }
 
 /// Byte counts a record contributes to the host counters (§4.12).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Acct {
+struct Acct {
     ooo: usize,
     unread: usize,
     inflight: usize,
     retransmit: usize,
 }
 
+/// What an out-stream last contributed to [`Acct`]. Both counts are bounded
+/// by its send buffer (at most 2^30 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct OutAcct {
+    inflight: u32,
+    retransmit: u32,
+}
+
+impl OutAcct {
+    fn of(s: &OutStream) -> Self {
+        OutAcct {
+            inflight: to_u32(s.inflight_bytes()),
+            retransmit: to_u32(s.queued_bytes()),
+        }
+    }
+}
+
+impl From<OutAcct> for Acct {
+    fn from(a: OutAcct) -> Acct {
+        Acct {
+            inflight: a.inflight as usize,
+            retransmit: a.retransmit as usize,
+            ..Acct::default()
+        }
+    }
+}
+
+/// What an in-stream last contributed to [`Acct`]. Both counts are bounded
+/// by its receive window plus slack (below 2^32 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct InAcct {
+    ooo: u32,
+    unread: u32,
+}
+
+impl InAcct {
+    fn of(s: &InStream) -> Self {
+        InAcct {
+            ooo: to_u32(s.out_of_order_bytes()),
+            unread: to_u32(s.ready_bytes()),
+        }
+    }
+}
+
+impl From<InAcct> for Acct {
+    fn from(a: InAcct) -> Acct {
+        Acct {
+            ooo: a.ooo as usize,
+            unread: a.unread as usize,
+            ..Acct::default()
+        }
+    }
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("stream buffers hold less than 4 GiB")
+}
+
 /// An out-stream record (§3.1).
 #[derive(Debug)]
 pub(super) struct OutRec {
     pub stream: OutStream,
-    /// Wire id, assigned at first pull (§1.8).
-    pub id: Option<u16>,
+    /// Wire id, assigned at first pull (§1.8); [`NO_ID`] before. While a hosted
+    /// stream has none it holds a `StreamIds` reservation.
+    wire_id: u16,
     /// Non-zero until a packet carrying one of the stream's segments is acked.
     pub connect_service: u16,
     /// The service connected to (kept for queries).
     pub service: u16,
-    /// Holds a `StreamIds` reservation (no id yet).
-    pub reserved: bool,
     pub app_shutdown: bool,
     pub app_reset: bool,
     /// A write was cut short: wake the application when space returns.
     pub blocked: bool,
     /// Wake a blocked writer only once this much send buffer is free (clamped
     /// to the send buffer; 0: as soon as any byte is free).
-    pub low_water: usize,
+    pub low_water: u32,
     /// The final event (finished / reset) was queued.
     pub reported: bool,
     /// Restarted after a wipe: served first until its first pull (§3.8).
     pub boosted: bool,
-    acct: Acct,
+    acct: OutAcct,
     live: bool,
 }
 
+/// The wire id no stream ever gets (§1.8: ids are 0..=0xFFFE).
+const NO_ID: u16 = 0xFFFF;
+
 impl OutRec {
+    /// The wire id, once assigned.
+    pub(super) fn id(&self) -> Option<u16> {
+        (self.wire_id != NO_ID).then_some(self.wire_id)
+    }
+
     pub(super) fn new(stream: OutStream, service: u16) -> Self {
         OutRec {
             stream,
-            id: None,
+            wire_id: NO_ID,
             connect_service: service,
             service,
-            reserved: false,
             app_shutdown: false,
             app_reset: false,
             blocked: false,
             low_water: 0,
             reported: false,
             boosted: false,
-            acct: Acct::default(),
+            acct: OutAcct::default(),
             live: false,
         }
     }
@@ -135,14 +189,27 @@ pub(super) struct InRec {
     pub stream: InStream,
     pub id: u16,
     pub service: u16,
-    /// The reader sequence was bumped and the id unmapped (§2.2.8).
-    id_released: bool,
     /// The application was told about the stream (listener or advertisement).
     visible: bool,
     pub app_reset: bool,
     reported: bool,
-    acct: Acct,
+    acct: InAcct,
     live: bool,
+}
+
+impl InRec {
+    pub(super) fn new(stream: InStream, id: u16, service: u16, visible: bool) -> Self {
+        InRec {
+            stream,
+            id,
+            service,
+            visible,
+            app_reset: false,
+            reported: false,
+            acct: InAcct::default(),
+            live: false,
+        }
+    }
 }
 
 /// What one pulled segment needs back when its packet resolves.
@@ -155,16 +222,19 @@ enum Ticket {
 /// One remote peer (§3.1).
 #[derive(Debug)]
 pub(super) struct Host {
+    /// Its slot in the table (the owner recorded in its streams).
+    pub id: HostId,
     pub key: PublicKey,
     pub remote: SocketAddrV4,
     pub local: SocketAddrV4,
     pub bound: bool,
     sched: Scheduler<StreamHandle>,
     ids: StreamIds,
-    pub outs: HashMap<StreamHandle, OutRec>,
-    pub ins: HashMap<StreamHandle, InRec>,
-    in_by_id: HashMap<u16, StreamHandle>,
-    out_by_id: HashMap<u16, StreamHandle>,
+    /// Every stream of the host (records in the table's [`Streams`]).
+    streams: List,
+    outs: usize,
+    ins: usize,
+    by_id: WireIds,
     pub listeners: BTreeSet<u16>,
     pub listen_counter: u16,
     packets: HashMap<PacketId, Vec<(StreamHandle, Ticket)>>,
@@ -182,6 +252,7 @@ pub(super) struct Host {
 
 impl Host {
     pub(super) fn new(
+        id: HostId,
         key: PublicKey,
         local: SocketAddrV4,
         remote: SocketAddrV4,
@@ -189,16 +260,17 @@ impl Host {
         config: &HostConfig,
     ) -> Self {
         Host {
+            id,
             key,
             remote,
             local,
             bound: false,
             sched: Scheduler::default(),
             ids: StreamIds::new(),
-            outs: HashMap::new(),
-            ins: HashMap::new(),
-            in_by_id: HashMap::new(),
-            out_by_id: HashMap::new(),
+            streams: List::default(),
+            outs: 0,
+            ins: 0,
+            by_id: WireIds::default(),
             listeners: BTreeSet::new(),
             listen_counter: 0,
             packets: HashMap::new(),
@@ -265,18 +337,25 @@ impl Host {
 
     // ---- stream creation ----------------------------------------------------
 
-    /// Adds an out-stream (from `connect`, or a contact's parked stream):
-    /// reserves its id and inserts its scheduler record. `false` when the
-    /// host's out-stream limit or id space is exhausted (§8 Q5).
+    /// Adopts the out-stream record `h` of the table (from `connect`, or a
+    /// contact's parked stream): reserves its id and inserts it into the
+    /// scheduler. `false` (record untouched) when the host's out-stream limit
+    /// or id space is exhausted (§8 Q5).
     // spec: streams.md §3.6
-    pub(super) fn add_out(&mut self, ctx: &mut Ctx<'_>, h: StreamHandle, mut rec: OutRec) -> bool {
-        if self.outs.len() >= ctx.config.out_stream_limit() || self.ids.reserve().is_err() {
+    pub(super) fn add_out(&mut self, ctx: &mut Ctx<'_>, h: StreamHandle) -> bool {
+        if self.outs >= ctx.config.out_stream_limit() {
             return false;
         }
-        rec.reserved = true;
-        ctx.owners.insert(h, Owner::Host(self.key));
-        self.sched.insert(h, f32::NEG_INFINITY, ctx.now);
-        self.outs.insert(h, rec);
+        let Some(rec) = ctx.streams.get_mut(h) else {
+            return false;
+        };
+        if !matches!(rec.kind, Kind::Out(_)) || self.ids.reserve().is_err() {
+            return false;
+        }
+        rec.owner = Owner::Host(self.id);
+        rec.sched = self.sched.insert(h, f32::NEG_INFINITY, ctx.now);
+        ctx.streams.link(&mut self.streams, h);
+        self.outs += 1;
         self.last_active = ctx.now;
         self.keep_until = self.keep_until.max(ctx.now + ctx.config.keep_alive);
         self.refresh_out(ctx, h);
@@ -288,10 +367,9 @@ impl Host {
     /// once (§3.5). `false` when the in-stream limit is reached.
     // spec: streams.md §3.5
     fn create_in_stream(&mut self, ctx: &mut Ctx<'_>, id: u16, service: u16) -> bool {
-        if self.ins.len() >= ctx.config.max_in_streams {
+        if self.ins >= ctx.config.max_in_streams {
             return false;
         }
-        let h = ctx.new_handle(Owner::Host(self.key));
         let visible = self.listeners.contains(&service) || ctx.advertised.contains(&service);
         let mut stream = InStream::new(&ctx.config.in_stream);
         if !visible {
@@ -299,22 +377,17 @@ impl Host {
             // back depends on the EOF of the following segment (§2.2.5).
             stream.reset();
         }
-        self.ins.insert(
-            h,
-            InRec {
-                stream,
-                id,
-                service,
-                id_released: false,
-                visible,
-                app_reset: false,
-                reported: false,
-                acct: Acct::default(),
-                live: false,
-            },
-        );
-        self.in_by_id.insert(id, h);
-        self.sched.insert(h, f32::NEG_INFINITY, ctx.now);
+        let rec = InRec::new(stream, id, service, visible);
+        let Some(h) = ctx.streams.insert(Owner::Host(self.id), Kind::In(rec)) else {
+            return false;
+        };
+        ctx.streams.link(&mut self.streams, h);
+        self.ins += 1;
+        self.by_id.insert_in(id, h);
+        let entry = self.sched.insert(h, f32::NEG_INFINITY, ctx.now);
+        if let Some(rec) = ctx.streams.get_mut(h) {
+            rec.sched = entry;
+        }
         if visible {
             ctx.events.push(HostEvent::IncomingStream {
                 peer: self.key,
@@ -328,7 +401,8 @@ impl Host {
 
     // ---- bookkeeping after every stream event -------------------------------
 
-    fn apply_acct(&mut self, old: Acct, new: Acct) {
+    fn apply_acct(&mut self, old: impl Into<Acct>, new: impl Into<Acct>) {
+        let (old, new): (Acct, Acct) = (old.into(), new.into());
         let s = &mut self.stats;
         s.queued_out_of_order = s.queued_out_of_order - old.ooo + new.ooo;
         s.queued_unread = s.queued_unread - old.unread + new.unread;
@@ -348,7 +422,12 @@ impl Host {
     /// priority, counters, liveness, application events, and retirement once
     /// complete (id released into the cooldown ring, §1.8, §2.1.7).
     pub(super) fn refresh_out(&mut self, ctx: &mut Ctx<'_>, h: StreamHandle) {
-        let Some(r) = self.outs.get_mut(&h) else {
+        let Some(Rec {
+            sched,
+            kind: Kind::Out(r),
+            ..
+        }) = ctx.streams.get_mut(h)
+        else {
             return;
         };
         let s = &r.stream;
@@ -357,12 +436,7 @@ impl Host {
             // spec: streams.md §3.8 restarted streams go first
             prio = f32::MAX;
         }
-        let acct = Acct {
-            ooo: 0,
-            unread: 0,
-            inflight: s.inflight_bytes(),
-            retransmit: s.queued_bytes(),
-        };
+        let acct = OutAcct::of(s);
         let live = s.state() != OutStreamState::Reset;
         let (old_acct, old_live) = (r.acct, r.live);
         r.acct = acct;
@@ -373,18 +447,23 @@ impl Host {
             if r.app_shutdown && (delivered || !r.app_reset) {
                 ctx.events.push(HostEvent::StreamFinished {
                     handle: h,
+                    peer: Some(self.key),
                     delivered,
                 });
             } else if !r.app_reset && !r.app_shutdown {
-                ctx.events.push(HostEvent::StreamReset(h));
+                ctx.events.push(HostEvent::StreamReset {
+                    handle: h,
+                    peer: Some(self.key),
+                });
             }
             r.reported = true;
-        } else if r.blocked && s.writable_space() > 0 && s.writable_space() >= r.low_water {
+        } else if r.blocked && s.writable_space() > 0 && s.writable_space() >= r.low_water as usize
+        {
             r.blocked = false;
             ctx.events.push(HostEvent::StreamWritable(h));
         }
         let complete = s.is_complete();
-        self.sched.set_priority(h, prio, ctx.now);
+        self.sched.set_priority(h, sched, prio, ctx.now);
         self.apply_acct(old_acct, acct);
         self.apply_live(old_live, live);
         if complete {
@@ -393,17 +472,28 @@ impl Host {
         self.check_zombie(ctx);
     }
 
+    /// Takes stream `h` out of the scheduler, the host's list and the table.
+    fn forget(&mut self, ctx: &mut Ctx<'_>, h: StreamHandle) -> Option<Kind> {
+        let entry = ctx.streams.get(h)?.sched;
+        self.sched.remove(h, &entry);
+        ctx.streams.unlink(&mut self.streams, h);
+        let kind = ctx.streams.remove(h)?.kind;
+        match kind {
+            Kind::Out(_) => self.outs -= 1,
+            Kind::In(_) => self.ins -= 1,
+        }
+        Some(kind)
+    }
+
     fn retire_out(&mut self, ctx: &mut Ctx<'_>, h: StreamHandle) {
-        let Some(r) = self.outs.remove(&h) else {
+        let Some(Kind::Out(r)) = self.forget(ctx, h) else {
             return;
         };
-        self.sched.remove(h);
         self.host_blocked.remove(&h);
-        ctx.owners.remove(&h);
-        if let Some(id) = r.id {
-            self.out_by_id.remove(&id);
+        if let Some(id) = r.id() {
+            self.by_id.remove_out(id);
             self.ids.release(id);
-        } else if r.reserved {
+        } else {
             self.ids.cancel_reservation();
         }
         self.apply_acct(r.acct, Acct::default());
@@ -413,31 +503,38 @@ impl Host {
     /// Re-reads an in-stream: priority, counters, id release once unassigned
     /// (§2.2.8), events (`notify`: new network input), retirement once complete.
     pub(super) fn refresh_in(&mut self, ctx: &mut Ctx<'_>, h: StreamHandle, notify: bool) {
-        let Some(r) = self.ins.get_mut(&h) else {
+        // Until the id is released (reader sequence bumped, §2.2.8) it maps to `h`.
+        let Some(id) = ctx.streams.in_rec(h).map(|r| r.id) else {
+            return;
+        };
+        let id_held = self.by_id.in_stream(ctx.streams, id) == Some(h);
+        let Some(Rec {
+            sched,
+            kind: Kind::In(r),
+            ..
+        }) = ctx.streams.get_mut(h)
+        else {
             return;
         };
         let s = &r.stream;
         let prio = s.scheduling_priority();
-        let acct = Acct {
-            ooo: s.out_of_order_bytes(),
-            unread: s.ready_bytes(),
-            inflight: 0,
-            retransmit: 0,
-        };
+        let acct = InAcct::of(s);
         let state = s.state();
         let live = state != InStreamState::Reset;
         let (old_acct, old_live) = (r.acct, r.live);
         r.acct = acct;
         r.live = live;
         let mut release = None;
-        if !r.id_released && s.id_releasable() {
-            r.id_released = true;
-            release = Some(r.id);
+        if id_held && s.id_releasable() {
+            release = Some(id);
         }
         if r.visible && !r.reported && state == InStreamState::Reset {
             r.reported = true;
             if !r.app_reset {
-                ctx.events.push(HostEvent::StreamReset(h));
+                ctx.events.push(HostEvent::StreamReset {
+                    handle: h,
+                    peer: Some(self.key),
+                });
             }
         } else if r.visible && notify && (s.ready_bytes() > 0 || s.all_received()) {
             ctx.events.push(HostEvent::StreamReadable(h));
@@ -446,17 +543,13 @@ impl Host {
         if let Some(id) = release {
             // spec: streams.md §1.5 reader sequence increments once per incarnation
             self.ids.bump_reader_seq(id);
-            if self.in_by_id.get(&id) == Some(&h) {
-                self.in_by_id.remove(&id);
-            }
+            self.by_id.remove_in(id, h);
         }
-        self.sched.set_priority(h, prio, ctx.now);
+        self.sched.set_priority(h, sched, prio, ctx.now);
         self.apply_acct(old_acct, acct);
         self.apply_live(old_live, live);
         if complete {
-            self.ins.remove(&h);
-            self.sched.remove(h);
-            ctx.owners.remove(&h);
+            self.forget(ctx, h);
             self.apply_acct(acct, Acct::default());
             self.apply_live(live, false);
         }
@@ -470,7 +563,7 @@ impl Host {
             return;
         }
         for h in std::mem::take(&mut self.host_blocked) {
-            if let Some(r) = self.outs.get_mut(&h) {
+            if let Some(r) = ctx.streams.out_mut(h) {
                 r.blocked = false;
                 ctx.events.push(HostEvent::StreamWritable(h));
             }
@@ -488,7 +581,7 @@ impl Host {
             .config
             .max_host_send_buffer
             .saturating_sub(self.out_buffered());
-        let r = self.outs.get_mut(&h)?;
+        let r = ctx.streams.out_mut(h)?;
         let res = data.write_to(&mut r.stream, room);
         if let Ok(n) = res
             && n < data.len()
@@ -521,41 +614,44 @@ impl Host {
             let Some(h) = self.sched.top_ready(ctx.now) else {
                 break;
             };
-            self.sched.mark_sent(h, ctx.now);
+            // The scheduler holds exactly the table's records of this host.
+            let Some(Rec { sched, kind, .. }) = ctx.streams.get_mut(h) else {
+                break;
+            };
+            self.sched.mark_sent(h, sched, ctx.now);
             let room = &mut buf[used..budget];
-            let pulled = if let Some(r) = self.outs.get_mut(&h) {
-                let id = match r.id {
-                    Some(id) => id,
-                    None => match self.ids.allocate() {
-                        Some(id) => {
-                            r.id = Some(id);
-                            r.reserved = false;
-                            self.out_by_id.insert(id, h);
-                            id
-                        }
-                        None => {
-                            // Every free id is cooling down: try again next packet.
-                            self.sched.set_priority(h, f32::NEG_INFINITY, ctx.now);
-                            parked.push(h);
-                            continue;
-                        }
-                    },
-                };
-                let mut n = 0;
-                if r.connect_service != 0 {
-                    n = write_connect(room, self.ids.writer_seq(id), r.connect_service);
+            let pulled = match kind {
+                Kind::Out(r) => {
+                    let id = match r.id() {
+                        Some(id) => id,
+                        None => match self.ids.allocate() {
+                            Some(id) => {
+                                r.wire_id = id;
+                                self.by_id.insert_out(id, h);
+                                id
+                            }
+                            None => {
+                                // Every free id is cooling down: try again next packet.
+                                self.sched
+                                    .set_priority(h, sched, f32::NEG_INFINITY, ctx.now);
+                                parked.push(h);
+                                continue;
+                            }
+                        },
+                    };
+                    let mut n = 0;
+                    if r.connect_service != 0 {
+                        n = write_connect(room, self.ids.writer_seq(id), r.connect_service);
+                    }
+                    r.boosted = false;
+                    r.stream
+                        .pull(id, &mut room[n..])
+                        .map(|(m, t)| (n + m, Ticket::Out(t)))
                 }
-                r.boosted = false;
-                r.stream
-                    .pull(id, &mut room[n..])
-                    .map(|(m, t)| (n + m, Ticket::Out(t)))
-            } else if let Some(r) = self.ins.get_mut(&h) {
-                r.stream
+                Kind::In(r) => r
+                    .stream
                     .pull(r.id, self.ids.reader_seq(r.id), room)
-                    .map(|(m, t)| (m, Ticket::In(t)))
-            } else {
-                self.sched.remove(h);
-                continue;
+                    .map(|(m, t)| (m, Ticket::In(t))),
             };
             match pulled {
                 Some((n, t)) => {
@@ -582,7 +678,7 @@ impl Host {
     }
 
     fn refresh(&mut self, ctx: &mut Ctx<'_>, h: StreamHandle, notify: bool) {
-        if self.outs.contains_key(&h) {
+        if ctx.streams.out(h).is_some() {
             self.refresh_out(ctx, h);
         } else {
             self.refresh_in(ctx, h, notify);
@@ -599,7 +695,7 @@ impl Host {
         for (h, t) in tickets {
             match t {
                 Ticket::Out(t) => {
-                    if let Some(r) = self.outs.get_mut(&h) {
+                    if let Some(r) = ctx.streams.out_mut(h) {
                         r.stream.on_packet_outcome(t, acked);
                         if acked {
                             r.connect_service = 0;
@@ -607,7 +703,7 @@ impl Host {
                     }
                 }
                 Ticket::In(t) => {
-                    if let Some(r) = self.ins.get_mut(&h) {
+                    if let Some(r) = ctx.streams.in_mut(h) {
                         r.stream.on_packet_outcome(t, acked);
                     }
                 }
@@ -642,7 +738,9 @@ impl Host {
                 if seq != self.ids.reader_seq(id) {
                     continue; // stale CONNECT of an older incarnation: skip the pair
                 }
-                if !self.in_by_id.contains_key(&id) && !self.create_in_stream(ctx, id, service) {
+                if self.by_id.in_stream(ctx.streams, id).is_none()
+                    && !self.create_in_stream(ctx, id, service)
+                {
                     return false;
                 }
             }
@@ -659,8 +757,8 @@ impl Host {
                     ..
                 } => self.recv_data(ctx, id, offset, eof, bytes),
                 Segment::WriterResets { id } => {
-                    if let Some(&h) = self.in_by_id.get(&id) {
-                        if let Some(r) = self.ins.get_mut(&h) {
+                    if let Some(h) = self.by_id.in_stream(ctx.streams, id) {
+                        if let Some(r) = ctx.streams.in_mut(h) {
                             r.stream.on_writer_reset();
                         }
                         self.refresh_in(ctx, h, true);
@@ -668,8 +766,8 @@ impl Host {
                     true
                 }
                 Segment::ReaderResets { seq, id } => {
-                    if let Some(h) = self.writer_record(seq, id) {
-                        if let Some(r) = self.outs.get_mut(&h) {
+                    if let Some(h) = self.writer_record(ctx.streams, seq, id) {
+                        if let Some(r) = ctx.streams.out_mut(h) {
                             r.stream.on_reader_reset();
                         }
                         self.refresh_out(ctx, h);
@@ -677,8 +775,8 @@ impl Host {
                     true
                 }
                 Segment::ReaderBarrier { seq, id, barrier } => {
-                    if let Some(h) = self.writer_record(seq, id) {
-                        if let Some(r) = self.outs.get_mut(&h) {
+                    if let Some(h) = self.writer_record(ctx.streams, seq, id) {
+                        if let Some(r) = ctx.streams.out_mut(h) {
                             r.stream.on_barrier(barrier);
                         }
                         self.refresh_out(ctx, h);
@@ -701,19 +799,19 @@ impl Host {
 
     /// The out-stream addressed by a reader segment, after the sequence check.
     // spec: streams.md §1.6 case 5, 6
-    fn writer_record(&self, seq: u8, id: u16) -> Option<StreamHandle> {
+    fn writer_record(&self, streams: &Streams, seq: u8, id: u16) -> Option<StreamHandle> {
         if seq != self.ids.writer_seq(id) {
             return None;
         }
-        self.out_by_id.get(&id).copied()
+        self.by_id.out(streams, id)
     }
 
     // spec: streams.md §1.6 case 0..3
     fn recv_data(&mut self, ctx: &mut Ctx<'_>, id: u16, off: u32, eof: bool, data: &[u8]) -> bool {
-        let Some(&h) = self.in_by_id.get(&id) else {
+        let Some(h) = self.by_id.in_stream(ctx.streams, id) else {
             return true; // unknown or finished stream: skip silently
         };
-        let Some(r) = self.ins.get_mut(&h) else {
+        let Some(r) = ctx.streams.in_mut(h) else {
             return true;
         };
         // Host-wide receive limit: refuse data that would add to a full host.
@@ -753,18 +851,16 @@ impl Host {
     // spec: streams.md §3.8 wipe_state
     pub(super) fn wipe(&mut self, ctx: &mut Ctx<'_>) {
         self.lose_all_packets(ctx);
-        let ins: Vec<StreamHandle> = self.ins.keys().copied().collect();
+        let (ins, outs) = self.split_handles(ctx.streams);
         for h in ins {
-            if let Some(r) = self.ins.get_mut(&h) {
+            if let Some(r) = ctx.streams.in_mut(h) {
                 r.stream.on_writer_reset(); // reset, nothing is sent
             }
             self.refresh_in(ctx, h, false);
         }
-        let mut outs: Vec<StreamHandle> = self.outs.keys().copied().collect();
-        outs.sort_unstable();
         let mut kept = Vec::new();
         for h in outs {
-            let Some(r) = self.outs.get_mut(&h) else {
+            let Some(r) = ctx.streams.out_mut(h) else {
                 continue;
             };
             if r.connect_service == 0 || r.stream.state() == OutStreamState::Reset {
@@ -776,21 +872,28 @@ impl Host {
         }
         // Every remaining record is a kept out-stream; rebuild the tables.
         self.ids.wipe();
-        self.in_by_id.clear();
-        self.out_by_id.clear();
+        self.by_id.clear();
         self.listen_counter = 0;
-        for h in &kept {
-            self.sched.remove(*h);
+        for &h in &kept {
+            if let Some(rec) = ctx.streams.get(h) {
+                self.sched.remove(h, &rec.sched);
+            }
         }
         for h in kept {
-            let Some(r) = self.outs.get_mut(&h) else {
+            let Some(Rec {
+                sched,
+                kind: Kind::Out(r),
+                ..
+            }) = ctx.streams.get_mut(h)
+            else {
                 continue;
             };
-            r.id = None;
-            r.reserved = self.ids.reserve().is_ok(); // cannot fail: fewer than 65 535 streams
+            r.wire_id = NO_ID;
+            // Cannot fail: the ids were just wiped and fewer than 65 535 streams are kept.
+            let _ = self.ids.reserve();
             r.boosted = true;
             r.stream.restart_after_wipe();
-            self.sched.insert(h, f32::NEG_INFINITY, ctx.now);
+            *sched = self.sched.insert(h, f32::NEG_INFINITY, ctx.now);
             self.refresh_out(ctx, h);
         }
     }
@@ -799,23 +902,20 @@ impl Host {
     /// application gets its final events, nothing is sent.
     pub(super) fn destroy(&mut self, ctx: &mut Ctx<'_>) {
         self.lose_all_packets(ctx);
-        let ins: Vec<StreamHandle> = self.ins.keys().copied().collect();
+        let (ins, outs) = self.split_handles(ctx.streams);
         for h in ins {
-            if let Some(r) = self.ins.get_mut(&h) {
+            if let Some(r) = ctx.streams.in_mut(h) {
                 r.stream.on_writer_reset();
             }
             self.refresh_in(ctx, h, false);
             // A reset in-stream that still owed READER_RESETS stays; drop it.
-            if let Some(r) = self.ins.remove(&h) {
-                self.sched.remove(h);
-                ctx.owners.remove(&h);
+            if let Some(Kind::In(r)) = self.forget(ctx, h) {
                 self.apply_acct(r.acct, Acct::default());
                 self.apply_live(r.live, false);
             }
         }
-        let outs: Vec<StreamHandle> = self.outs.keys().copied().collect();
         for h in outs {
-            if let Some(r) = self.outs.get_mut(&h) {
+            if let Some(r) = ctx.streams.out_mut(h) {
                 r.stream.on_reader_reset();
             }
             self.refresh_out(ctx, h);
@@ -828,25 +928,31 @@ impl Host {
         self.destroy(ctx);
     }
 
+    /// The host's in-stream and out-stream handles, each sorted.
+    fn split_handles(&self, streams: &Streams) -> (Vec<StreamHandle>, Vec<StreamHandle>) {
+        streams
+            .handles(&self.streams)
+            .into_iter()
+            .partition(|&h| streams.in_rec(h).is_some())
+    }
+
     /// Live (not reset) in-streams, sorted.
-    pub(super) fn in_handles(&self) -> Vec<StreamHandle> {
-        let mut v: Vec<_> = self
-            .ins
-            .iter()
-            .filter(|(_, r)| r.live)
-            .map(|(&h, _)| h)
+    pub(super) fn in_handles(&self, streams: &Streams) -> Vec<StreamHandle> {
+        let mut v: Vec<_> = streams
+            .iter(&self.streams)
+            .filter(|r| matches!(&r.kind, Kind::In(r) if r.live))
+            .map(|r| r.handle)
             .collect();
         v.sort_unstable();
         v
     }
 
     /// Live (not reset) out-streams, sorted.
-    pub(super) fn out_handles(&self) -> Vec<StreamHandle> {
-        let mut v: Vec<_> = self
-            .outs
-            .iter()
-            .filter(|(_, r)| r.live)
-            .map(|(&h, _)| h)
+    pub(super) fn out_handles(&self, streams: &Streams) -> Vec<StreamHandle> {
+        let mut v: Vec<_> = streams
+            .iter(&self.streams)
+            .filter(|r| matches!(&r.kind, Kind::Out(r) if r.live))
+            .map(|r| r.handle)
             .collect();
         v.sort_unstable();
         v

@@ -8,16 +8,17 @@ use crate::crypto::PublicKey;
 use crate::stream::{InStreamState, OutStreamState};
 
 /// An application's name for one stream (in or out) of a
-/// [`HostTable`](super::HostTable). Unique for the table's lifetime and never
-/// reused; it is *not* the wire id (wire ids are reused, §1.8). Once a stream
-/// completed (its final event was queued, or `Finished` was read) the handle
-/// is forgotten and operations on it fail with [`UnknownStream`].
+/// [`HostTable`](super::HostTable). Never reused (unique among the table's
+/// first 2^40 streams) and ordered by creation; it is *not* the wire id (wire
+/// ids are reused, §1.8). Once a stream completed (its final event was
+/// queued, or `Finished` was read) the handle is forgotten and operations on
+/// it fail with [`UnknownStream`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StreamHandle(pub(crate) u64);
 
 impl fmt::Display for StreamHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "stream#{}", self.0)
+        write!(f, "stream#{}", super::streams::serial(*self))
     }
 }
 
@@ -43,12 +44,19 @@ pub enum HostEvent {
     StreamFinished {
         /// The out-stream.
         handle: StreamHandle,
+        /// Its peer (`None`: it was still waiting for a contact's channel).
+        peer: Option<PublicKey>,
         /// Whether everything was acknowledged.
         delivered: bool,
     },
     /// The stream was reset by the peer or by a state wipe (§3.8), not by
     /// the application. Final event of the stream.
-    StreamReset(StreamHandle),
+    StreamReset {
+        /// The stream (in or out).
+        handle: StreamHandle,
+        /// Its peer (`None`: it was still waiting for a contact's channel).
+        peer: Option<PublicKey>,
+    },
     /// A channel was bound to or unbound from the host: its addresses may
     /// have changed (§4.6 `Host.onAddressChange`).
     HostAddressChanged(PublicKey),

@@ -13,6 +13,10 @@
 //! out-of-order ranges is capped at one per 256 bytes of that credit (plus 16)
 //! so per-range bookkeeping cannot amplify memory either. Segments that would
 //! break these bounds are refused, which rejects the packet (§1.6).
+//!
+//! The buffers live in a `RecvBuf` allocated when bytes arrive and released
+//! once everything received was read, so an idle stream holds no allocation
+//! of its own.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -84,9 +88,8 @@ pub enum DataError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Active,
-    /// The EOF position is known.
+    /// The EOF position is known (`InStream::eof`); `finished`: the application read it.
     Shutdown {
-        eof: u64,
         finished: bool,
     },
     /// Reset locally; READER_RESETS to send / in flight / acknowledged.
@@ -121,23 +124,37 @@ enum TicketKind {
 #[derive(Debug, PartialEq, Eq)]
 pub struct InTicket(TicketKind);
 
+/// The received bytes the application has not read yet (only while there are any).
+#[derive(Debug, Default)]
+struct RecvBuf {
+    /// In-order chunks, oldest first.
+    ready: VecDeque<Bytes>,
+    /// Bytes in `ready`.
+    ready_bytes: usize,
+    /// Out-of-order ranges, keyed by absolute start, never overlapping, all > edge.
+    ooo: BTreeMap<u64, Bytes>,
+    /// Bytes in `ooo`.
+    ooo_bytes: usize,
+}
+
 /// The reader side of one stream.
 #[derive(Debug)]
 pub struct InStream {
     state: State,
+    /// Absolute position of the EOF once known (in `State::Shutdown`; kept
+    /// outside the enum so the record stays small).
+    eof: u64,
     /// Absolute position of the first byte not yet received in order.
     edge: u64,
-    ready: VecDeque<Bytes>,
-    ready_bytes: usize,
-    /// Out-of-order ranges, keyed by absolute start, never overlapping, all > edge.
-    ooo: BTreeMap<u64, Bytes>,
-    ooo_bytes: usize,
     barrier: u64,
     last_barrier: u64,
-    window: u64,
-    max_window: u64,
-    slack: u64,
     bytes_delivered: u64,
+    /// Within `[MIN_WINDOW, max_window]`, so 32 bits suffice (`WINDOW_MAX` < 2^31).
+    window: u32,
+    max_window: u32,
+    slack: u32,
+    /// `None` while nothing is buffered.
+    buf: Option<Box<RecvBuf>>,
 }
 
 impl Default for InStream {
@@ -153,22 +170,36 @@ impl InStream {
         let w = u64::from(MIN_WINDOW);
         InStream {
             state: State::Active,
+            eof: 0,
             edge: 0,
-            ready: VecDeque::new(),
-            ready_bytes: 0,
-            ooo: BTreeMap::new(),
-            ooo_bytes: 0,
             barrier: w,
             last_barrier: w,
-            window: w,
-            max_window: u64::from(config.max_window.clamp(MIN_WINDOW, WINDOW_MAX)),
-            slack: u64::from(config.slack.min(MIN_WINDOW * 16)),
             bytes_delivered: 0,
+            window: MIN_WINDOW,
+            max_window: config.max_window.clamp(MIN_WINDOW, WINDOW_MAX),
+            slack: config.slack.min(MIN_WINDOW * 16),
+            buf: None,
         }
     }
 
     fn reader_offset(&self) -> u64 {
-        self.edge - self.ready_bytes as u64
+        self.edge - self.ready_bytes() as u64
+    }
+
+    /// The receive buffer, allocated on first use.
+    fn buf_mut(&mut self) -> &mut RecvBuf {
+        self.buf.get_or_insert_default()
+    }
+
+    /// Releases the receive buffer once nothing is left in it.
+    fn release_if_empty(&mut self) {
+        if self
+            .buf
+            .as_ref()
+            .is_some_and(|b| b.ready.is_empty() && b.ooo.is_empty())
+        {
+            self.buf = None;
+        }
     }
 
     fn is_reset(&self) -> bool {
@@ -177,7 +208,9 @@ impl InStream {
 
     // spec: streams.md §2.2.7 barrier = max_s(barrier, reader_offset + window)
     fn update_barrier(&mut self) {
-        self.barrier = self.barrier.max(self.reader_offset() + self.window);
+        self.barrier = self
+            .barrier
+            .max(self.reader_offset() + u64::from(self.window));
     }
 
     // ---- network side -----------------------------------------------------
@@ -189,13 +222,10 @@ impl InStream {
     pub fn on_data(&mut self, off: u32, data: &[u8], eof: bool) -> Result<(), DataError> {
         let start = unwrap_offset_checked(off, self.edge).ok_or(DataError::Inconsistent)?;
         let end = start + data.len() as u64;
-        if end > self.barrier + self.slack {
+        if end > self.barrier + u64::from(self.slack) {
             return Err(DataError::BeyondBarrier);
         }
-        let known_eof = match self.state {
-            State::Shutdown { eof, .. } => Some(eof),
-            _ => None,
-        };
+        let known_eof = self.known_eof();
         if known_eof.is_some_and(|e| end > e || (eof && end != e)) || (eof && end < self.edge) {
             return Err(DataError::Inconsistent);
         }
@@ -216,10 +246,8 @@ impl InStream {
         }
         if eof && self.state == State::Active {
             // spec: streams.md §2.2.3 on_eof (no more barrier updates)
-            self.state = State::Shutdown {
-                eof: end,
-                finished: false,
-            };
+            self.state = State::Shutdown { finished: false };
+            self.eof = end;
             self.trim_ooo_beyond(end);
         }
         self.update_barrier();
@@ -228,26 +256,33 @@ impl InStream {
 
     // spec: streams.md §2.2.3 feed
     fn feed(&mut self, data: &[u8]) {
-        if !data.is_empty() {
-            self.ready.push_back(Bytes::copy_from_slice(data));
-            self.ready_bytes += data.len();
-            self.edge += data.len() as u64;
+        if data.is_empty() && self.buf.is_none() {
+            return;
         }
-        while let Some(entry) = self.ooo.first_entry() {
+        let mut edge = self.edge;
+        let b = self.buf_mut();
+        if !data.is_empty() {
+            b.ready.push_back(Bytes::copy_from_slice(data));
+            b.ready_bytes += data.len();
+            edge += data.len() as u64;
+        }
+        while let Some(entry) = b.ooo.first_entry() {
             let o = *entry.key();
-            if o > self.edge {
+            if o > edge {
                 break;
             }
             let c = entry.remove();
-            self.ooo_bytes -= c.len();
+            b.ooo_bytes -= c.len();
             let e = o + c.len() as u64;
-            if e > self.edge {
-                let c = c.slice((self.edge - o) as usize..);
-                self.ready_bytes += c.len();
-                self.ready.push_back(c);
-                self.edge = e;
+            if e > edge {
+                let c = c.slice((edge - o) as usize..);
+                b.ready_bytes += c.len();
+                b.ready.push_back(c);
+                edge = e;
             }
         }
+        self.edge = edge;
+        self.release_if_empty();
     }
 
     /// Inserts the parts of `[start, start + data.len())` not yet buffered,
@@ -255,10 +290,13 @@ impl InStream {
     /// would exceed its cap.
     fn insert_ooo(&mut self, start: u64, data: &[u8]) -> Result<(), DataError> {
         let end = start + data.len() as u64;
+        let credit = self.barrier + u64::from(self.slack) - self.reader_offset();
+        let cap = (credit / 256 + 16) as usize;
+        let b = self.buf_mut();
         let mut gaps: Vec<(u64, u64)> = Vec::new();
         let mut cur = start;
-        let before = self.ooo.range(..start).next_back();
-        for (&a, c) in before.into_iter().chain(self.ooo.range(start..end)) {
+        let before = b.ooo.range(..start).next_back();
+        for (&a, c) in before.into_iter().chain(b.ooo.range(start..end)) {
             let b = a + c.len() as u64;
             if a > cur {
                 gaps.push((cur, a.min(end)));
@@ -271,35 +309,39 @@ impl InStream {
         if cur < end {
             gaps.push((cur, end));
         }
-        let credit = self.barrier + self.slack - self.reader_offset();
-        let cap = (credit / 256 + 16) as usize;
-        if self.ooo.len() + gaps.len() > cap {
+        if b.ooo.len() + gaps.len() > cap {
+            self.release_if_empty();
             return Err(DataError::TooFragmented);
         }
-        for (a, b) in gaps {
-            let piece = &data[(a - start) as usize..(b - start) as usize];
-            self.ooo_bytes += piece.len();
-            self.ooo.insert(a, Bytes::copy_from_slice(piece));
+        for (a, e) in gaps {
+            let piece = &data[(a - start) as usize..(e - start) as usize];
+            b.ooo_bytes += piece.len();
+            b.ooo.insert(a, Bytes::copy_from_slice(piece));
         }
+        self.release_if_empty();
         Ok(())
     }
 
     fn trim_ooo_beyond(&mut self, eof: u64) {
-        while let Some(entry) = self.ooo.last_entry() {
+        let Some(b) = self.buf.as_deref_mut() else {
+            return;
+        };
+        while let Some(entry) = b.ooo.last_entry() {
             let a = *entry.key();
             let len = entry.get().len() as u64;
             if a + len <= eof {
                 break;
             }
             if a >= eof {
-                self.ooo_bytes -= entry.remove().len();
+                b.ooo_bytes -= entry.remove().len();
             } else {
                 let keep = (eof - a) as usize;
-                self.ooo_bytes -= len as usize - keep;
+                b.ooo_bytes -= len as usize - keep;
                 entry.into_mut().truncate(keep);
                 break;
             }
         }
+        self.release_if_empty();
     }
 
     /// WRITER_RESETS received: unread data is discarded, nothing is sent back,
@@ -322,14 +364,15 @@ impl InStream {
         if self.is_reset() {
             return ReadResult::Reset;
         }
-        let Some(front) = self.ready.front_mut() else {
+        let Some(b) = self.buf.as_deref_mut().filter(|b| !b.ready.is_empty()) else {
             return self.end_of_data();
         };
         if max == 0 {
             return ReadResult::Data(Bytes::new());
         }
+        let front = b.ready.front_mut().expect("not empty");
         let give = if max >= front.len() {
-            self.ready.pop_front().expect("front exists")
+            b.ready.pop_front().expect("front exists")
         } else {
             front.split_to(max)
         };
@@ -342,18 +385,18 @@ impl InStream {
         if self.is_reset() {
             return ReadResult::Reset;
         }
-        if self.ready.is_empty() {
+        let Some(b) = self.buf.as_deref_mut().filter(|b| !b.ready.is_empty()) else {
             return self.end_of_data();
-        }
+        };
         let mut n = 0;
         while n < buf.len() {
-            let Some(front) = self.ready.front_mut() else {
+            let Some(front) = b.ready.front_mut() else {
                 break;
             };
             let k = front.len().min(buf.len() - n);
             buf[n..n + k].copy_from_slice(&front[..k]);
             if k == front.len() {
-                self.ready.pop_front();
+                b.ready.pop_front();
             } else {
                 let _ = front.split_to(k);
             }
@@ -368,12 +411,12 @@ impl InStream {
         if self.is_reset() {
             return ReadResult::Reset;
         }
-        if self.ready.is_empty() {
+        let Some(b) = self.buf.as_deref_mut().filter(|b| !b.ready.is_empty()) else {
             return self.end_of_data();
-        }
-        let n = self.ready_bytes;
+        };
+        let n = b.ready_bytes;
         out.reserve(n);
-        for c in self.ready.drain(..) {
+        for c in b.ready.drain(..) {
             out.extend_from_slice(&c);
         }
         self.consumed(n);
@@ -381,17 +424,19 @@ impl InStream {
     }
 
     fn end_of_data<T>(&mut self) -> ReadResult<T> {
-        match &mut self.state {
-            State::Shutdown { eof, finished } if *eof == self.edge => {
-                *finished = true;
-                ReadResult::Finished
-            }
-            _ => ReadResult::WouldBlock,
+        if self.all_received() {
+            self.state = State::Shutdown { finished: true };
+            ReadResult::Finished
+        } else {
+            ReadResult::WouldBlock
         }
     }
 
     fn consumed(&mut self, n: usize) {
-        self.ready_bytes -= n;
+        if let Some(b) = self.buf.as_deref_mut() {
+            b.ready_bytes -= n;
+        }
+        self.release_if_empty();
         self.bytes_delivered += n as u64;
         self.update_barrier();
     }
@@ -403,25 +448,20 @@ impl InStream {
         self.clear_buffers();
         self.state = match self.state {
             State::Active => State::Reset(ResetPhase::ToSend),
-            State::Shutdown {
-                finished: false, ..
-            } => State::ResetDown,
+            State::Shutdown { finished: false } => State::ResetDown,
             s => s,
         };
     }
 
     fn clear_buffers(&mut self) {
-        self.ready.clear();
-        self.ooo.clear();
-        self.ready_bytes = 0;
-        self.ooo_bytes = 0;
+        self.buf = None;
     }
 
     /// API state (`spec/streams.md` §2.2.1).
     pub fn state(&self) -> InStreamState {
         match self.state {
             State::Reset(_) | State::ResetDown => InStreamState::Reset,
-            State::Shutdown { eof, .. } if eof == self.edge && self.ready.is_empty() => {
+            State::Shutdown { .. } if self.all_received() && self.ready_bytes() == 0 => {
                 InStreamState::Shutdown
             }
             _ => InStreamState::Active,
@@ -430,12 +470,12 @@ impl InStream {
 
     /// Bytes received in order but not yet read (`queuedUnread`).
     pub fn ready_bytes(&self) -> usize {
-        self.ready_bytes
+        self.buf.as_ref().map_or(0, |b| b.ready_bytes)
     }
 
     /// Bytes buffered out of order (`queuedOutOfOrder`).
     pub fn out_of_order_bytes(&self) -> usize {
-        self.ooo_bytes
+        self.buf.as_ref().map_or(0, |b| b.ooo_bytes)
     }
 
     /// Bytes handed to the application (`bytesReceived`).
@@ -445,7 +485,7 @@ impl InStream {
 
     /// The current receive window.
     pub fn window(&self) -> u64 {
-        self.window
+        u64::from(self.window)
     }
 
     /// The current barrier (absolute position; the wire carries it mod 2^32).
@@ -457,16 +497,18 @@ impl InStream {
 
     /// Every byte up to the EOF has arrived (§2.2.8 "unassigned").
     pub fn all_received(&self) -> bool {
-        matches!(self.state, State::Shutdown { eof, .. } if eof == self.edge)
+        self.known_eof() == Some(self.edge)
+    }
+
+    fn known_eof(&self) -> Option<u64> {
+        matches!(self.state, State::Shutdown { .. }).then_some(self.eof)
     }
 
     /// The stream is done: Finished was read, or a reset ended (§2.2.8).
     pub fn is_complete(&self) -> bool {
         matches!(
             self.state,
-            State::Shutdown { finished: true, .. }
-                | State::ResetDown
-                | State::Reset(ResetPhase::Done)
+            State::Shutdown { finished: true } | State::ResetDown | State::Reset(ResetPhase::Done)
         )
     }
 
@@ -512,8 +554,8 @@ impl InStream {
             old_reader: self.reader_offset(),
             sent: self.barrier,
             prev: self.last_barrier,
-            starved: self.edge + self.window / 4 >= self.last_barrier
-                && self.ready_bytes as u64 <= self.window / 4,
+            starved: self.edge + u64::from(self.window / 4) >= self.last_barrier
+                && self.ready_bytes() as u64 <= u64::from(self.window / 4),
         };
         self.last_barrier = self.barrier;
         let n = write_reader_barrier(buf, seq, id, self.barrier as u32);
@@ -546,14 +588,12 @@ impl InStream {
                 starved,
             } => {
                 if acked {
+                    let window = u64::from(self.window);
                     let consumed = self.reader_offset().saturating_sub(old_reader);
-                    let grown = if starved {
-                        2 * self.window
-                    } else {
-                        self.window
-                    };
+                    let grown = if starved { 2 * window } else { window };
                     let w = grown.max(2 * consumed);
-                    self.window = w.clamp(u64::from(MIN_WINDOW), self.max_window);
+                    let w = w.clamp(u64::from(MIN_WINDOW), u64::from(self.max_window));
+                    self.window = u32::try_from(w).expect("clamped to max_window");
                     self.update_barrier();
                 } else if self.last_barrier == sent {
                     self.last_barrier = prev;

@@ -19,7 +19,7 @@
 //! used = 0; tickets = []
 //! while budget - used >= MIN_PULL_ROOM:
 //!     key = sched.top_ready(now) else break
-//!     sched.mark_sent(key, now)
+//!     sched.mark_sent(key, &mut entry(key), now)
 //!     match record(key):
 //!       Out(s, id, connect_service):
 //!         id = id or ids.allocate() (skip the record for this packet if None)
@@ -28,7 +28,7 @@
 //!       In(s, id):
 //!         (n, t) = s.pull(id, ids.reader_seq(id), &mut buf[used..])
 //!     used += n; tickets.push((key, t))
-//!     sched.set_priority(key, s.scheduling_priority(), now)
+//!     sched.set_priority(key, &mut entry(key), s.scheduling_priority(), now)
 //! announce sched.announce(now) to the channel
 //! ```
 //!
@@ -64,7 +64,7 @@ pub use in_stream::{DataError, InStream, InStreamConfig, InStreamState, InTicket
 pub use out_stream::{
     OutStream, OutStreamConfig, OutStreamState, OutTicket, PriorityError, ShutdownError, WriteError,
 };
-pub use scheduler::Scheduler;
+pub use scheduler::{SchedEntry, Scheduler};
 
 // spec: streams.md §2.0
 /// Initial credit of every stream and lower clamp of the receive window.

@@ -13,6 +13,10 @@
 //!
 //! Offsets are kept as absolute 64-bit positions internally and only reduced
 //! to 32-bit serial offsets on the wire.
+//!
+//! Memory: the queues live in a `SendBuf` allocated at the first write and
+//! released as soon as every byte written was acknowledged, so an idle stream
+//! holds no allocation of its own.
 
 use std::collections::BTreeMap;
 
@@ -120,25 +124,41 @@ enum TicketKind {
 #[derive(Debug, PartialEq, Eq)]
 pub struct OutTicket(TicketKind);
 
-/// The writer side of one stream.
-#[derive(Debug)]
-pub struct OutStream {
-    state: State,
-    priority: f32,
-    /// Absolute position just past the last byte accepted from the application.
-    send_offset: u64,
+/// The unacknowledged bytes of a stream (only while there are any).
+#[derive(Debug, Default)]
+struct SendBuf {
     /// Pieces waiting for (re)transmission, keyed by absolute start, non-overlapping.
     queue: BTreeMap<u64, Bytes>,
     /// Bytes of copied writes not yet moved into `queue`; they end at `send_offset`.
     tail: BytesMut,
     /// Pieces inside unacknowledged packets, keyed by absolute start.
     inflight: BTreeMap<u64, Bytes>,
+    /// Bytes in `queue`.
     queued_bytes: usize,
+    /// Bytes in `inflight`.
     inflight_bytes: usize,
+}
+
+impl SendBuf {
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.tail.is_empty() && self.inflight.is_empty()
+    }
+}
+
+/// The writer side of one stream.
+#[derive(Debug)]
+pub struct OutStream {
+    state: State,
+    priority: f32,
+    /// At most [`MAX_SEND_BUFFER`], so it fits 32 bits.
+    send_buffer: u32,
+    /// Absolute position just past the last byte accepted from the application.
+    send_offset: u64,
     bytes_acked: u64,
     /// Latest barrier from the reader, as an absolute position.
     barrier: u64,
-    send_buffer: usize,
+    /// `None` while every byte written was acknowledged (or dropped by a reset).
+    buf: Option<Box<SendBuf>>,
 }
 
 impl Default for OutStream {
@@ -154,15 +174,23 @@ impl OutStream {
         OutStream {
             state: State::Active,
             priority: DEFAULT_PRIORITY,
+            send_buffer: config.send_buffer.min(MAX_SEND_BUFFER) as u32,
             send_offset: 0,
-            queue: BTreeMap::new(),
-            tail: BytesMut::new(),
-            inflight: BTreeMap::new(),
-            queued_bytes: 0,
-            inflight_bytes: 0,
             bytes_acked: 0,
             barrier: u64::from(MIN_WINDOW),
-            send_buffer: config.send_buffer.min(MAX_SEND_BUFFER),
+            buf: None,
+        }
+    }
+
+    /// The send buffer, allocated on first use.
+    fn buf_mut(&mut self) -> &mut SendBuf {
+        self.buf.get_or_insert_default()
+    }
+
+    /// Releases the send buffer once nothing is left in it.
+    fn release_if_empty(&mut self) {
+        if self.buf.as_ref().is_some_and(|b| b.is_empty()) {
+            self.buf = None;
         }
     }
 
@@ -170,7 +198,7 @@ impl OutStream {
 
     /// The send buffer size: the most bytes the stream holds unacknowledged.
     pub fn send_buffer(&self) -> usize {
-        self.send_buffer
+        self.send_buffer as usize
     }
 
     /// Bytes that [`OutStream::write`] would accept now (0 once shut down or reset).
@@ -178,8 +206,8 @@ impl OutStream {
         if self.state != State::Active {
             return 0;
         }
-        self.send_buffer
-            .saturating_sub(self.queued_bytes + self.tail.len() + self.inflight_bytes)
+        self.send_buffer()
+            .saturating_sub(self.queued_bytes() + self.inflight_bytes())
     }
 
     fn check_writable(&self) -> Result<(), WriteError> {
@@ -196,8 +224,10 @@ impl OutStream {
     pub fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
         self.check_writable()?;
         let n = data.len().min(self.writable_space());
-        self.tail.extend_from_slice(&data[..n]);
-        self.send_offset += n as u64;
+        if n > 0 {
+            self.buf_mut().tail.extend_from_slice(&data[..n]);
+            self.send_offset += n as u64;
+        }
         Ok(n)
     }
 
@@ -208,8 +238,10 @@ impl OutStream {
         let n = data.len().min(self.writable_space());
         if n > 0 {
             self.flush_tail();
-            self.queue.insert(self.send_offset, data.slice(..n));
-            self.queued_bytes += n;
+            let offset = self.send_offset;
+            let b = self.buf_mut();
+            b.queue.insert(offset, data.slice(..n));
+            b.queued_bytes += n;
             self.send_offset += n as u64;
         }
         Ok(n)
@@ -285,12 +317,14 @@ impl OutStream {
 
     /// Bytes waiting for (re)transmission (`queuedToRetransmit`).
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes + self.tail.len()
+        self.buf
+            .as_ref()
+            .map_or(0, |b| b.queued_bytes + b.tail.len())
     }
 
     /// Bytes inside unacknowledged packets (`queuedInflight`).
     pub fn inflight_bytes(&self) -> usize {
-        self.inflight_bytes
+        self.buf.as_ref().map_or(0, |b| b.inflight_bytes)
     }
 
     /// Total acknowledged payload bytes (`bytesSent`).
@@ -339,29 +373,37 @@ impl OutStream {
     }
 
     fn first_queued(&self) -> Option<u64> {
-        match self.queue.first_key_value() {
+        let b = self.buf.as_deref()?;
+        match b.queue.first_key_value() {
             Some((&k, _)) => Some(k),
-            None if !self.tail.is_empty() => Some(self.send_offset - self.tail.len() as u64),
+            None if !b.tail.is_empty() => Some(self.send_offset - b.tail.len() as u64),
             None => None,
         }
     }
 
     fn flush_tail(&mut self) {
-        if !self.tail.is_empty() {
-            let start = self.send_offset - self.tail.len() as u64;
-            self.queued_bytes += self.tail.len();
-            self.queue.insert(start, self.tail.split().freeze());
+        let end = self.send_offset;
+        if let Some(b) = self.buf.as_deref_mut()
+            && !b.tail.is_empty()
+        {
+            let start = end - b.tail.len() as u64;
+            b.queued_bytes += b.tail.len();
+            let piece = b.tail.split().freeze();
+            b.queue.insert(start, piece);
         }
     }
 
     fn drop_queue(&mut self) {
-        self.queue.clear();
-        self.tail = BytesMut::new();
-        self.queued_bytes = 0;
+        if let Some(b) = self.buf.as_deref_mut() {
+            b.queue.clear();
+            b.tail = BytesMut::new();
+            b.queued_bytes = 0;
+        }
+        self.release_if_empty();
     }
 
     fn all_acked(&self) -> bool {
-        self.queue.is_empty() && self.tail.is_empty() && self.inflight.is_empty()
+        self.buf.as_ref().is_none_or(|b| b.is_empty())
     }
 
     /// Writes one segment for stream `id` at the start of `buf` (whose length
@@ -399,21 +441,25 @@ impl OutStream {
             .min(usize::try_from(credit).unwrap_or(usize::MAX));
         let body = &mut buf[hdr..];
         let mut len = 0usize;
-        while len < room {
-            let Some(entry) = self.queue.first_entry() else {
-                break;
-            };
-            if *entry.key() != off + len as u64 {
-                break; // a gap ends the segment
+        if let Some(b) = self.buf.as_deref_mut() {
+            while len < room {
+                let Some(entry) = b.queue.first_entry() else {
+                    break;
+                };
+                if *entry.key() != off + len as u64 {
+                    break; // a gap ends the segment
+                }
+                let mut piece = entry.remove();
+                if piece.len() > room - len {
+                    let rest = piece.split_off(room - len);
+                    b.queue.insert(off + (room as u64), rest);
+                }
+                body[len..len + piece.len()].copy_from_slice(&piece);
+                b.inflight.insert(off + len as u64, piece.clone());
+                len += piece.len();
             }
-            let mut piece = entry.remove();
-            if piece.len() > room - len {
-                let rest = piece.split_off(room - len);
-                self.queue.insert(off + (room as u64), rest);
-            }
-            body[len..len + piece.len()].copy_from_slice(&piece);
-            self.inflight.insert(off + len as u64, piece.clone());
-            len += piece.len();
+            b.queued_bytes -= len;
+            b.inflight_bytes += len;
         }
         let eof =
             self.state == State::Shutdown(Shut::Retransmit) && off + len as u64 == self.send_offset;
@@ -424,8 +470,6 @@ impl OutStream {
             self.state = State::Shutdown(Shut::Inflight);
         }
         body[len..pad4(len)].fill(0);
-        self.queued_bytes -= len;
-        self.inflight_bytes += len;
         write_data_header(buf, id, off as u32, eof, len);
         let ticket = OutTicket(TicketKind::Data {
             start: off,
@@ -453,14 +497,17 @@ impl OutStream {
             TicketKind::Data { start, len, eof } => {
                 let end = start + u64::from(len);
                 let requeue = !acked && !matches!(self.state, State::Reset(_));
-                while let Some((&k, _)) = self.inflight.range(start..end).next() {
-                    let piece = self.inflight.remove(&k).expect("key just found");
-                    self.inflight_bytes -= piece.len();
-                    if requeue {
-                        self.queued_bytes += piece.len();
-                        self.queue.insert(k, piece);
+                if let Some(b) = self.buf.as_deref_mut() {
+                    while let Some((&k, _)) = b.inflight.range(start..end).next() {
+                        let piece = b.inflight.remove(&k).expect("key just found");
+                        b.inflight_bytes -= piece.len();
+                        if requeue {
+                            b.queued_bytes += piece.len();
+                            b.queue.insert(k, piece);
+                        }
                     }
                 }
+                self.release_if_empty();
                 if eof && self.state == State::Shutdown(Shut::Inflight) {
                     self.state =
                         State::Shutdown(if acked { Shut::Acked } else { Shut::Retransmit });

@@ -6,6 +6,11 @@
 //! of equal priority take turns segment by segment. Control work uses `+inf`.
 //! Insert, remove, priority change and selection are `O(log n)`.
 //!
+//! Each record's priority and stamp ([`SchedEntry`]) live with the caller (in
+//! the stream's own record) and are passed in by reference; the scheduler
+//! itself only indexes the eligible records, so an idle stream (`-inf`) costs
+//! it nothing.
+//!
 //! # Anti-starvation rule for negative priorities (spec §8 Q9)
 //!
 //! As in the reference, negative-priority work does not by itself make the
@@ -52,28 +57,32 @@ impl Ord for Prio {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Record {
-    priority: f32,
+/// One record's place in a [`Scheduler`]: created by [`Scheduler::insert`],
+/// kept by the caller next to the record's key and handed back to every
+/// other call for that key. Only the stamp: the scheduler keeps the priority
+/// of eligible records itself, so an idle record's entry is 8 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedEntry {
     stamp: u64,
-    /// For eligible negative priorities: when the record started waiting.
-    waiting_since: Option<Instant>,
 }
 
-impl Record {
-    fn eligible(&self) -> bool {
-        self.priority > f32::NEG_INFINITY
-    }
+/// What the scheduler keeps of an eligible record.
+#[derive(Clone, Copy, Debug)]
+struct Eligible {
+    priority: f32,
+    /// When a negative-priority record started waiting.
+    since: Option<Instant>,
 }
 
 /// Per-host scheduler over records keyed by `K` (the host's stream handle).
 #[derive(Debug)]
 pub struct Scheduler<K> {
-    records: BTreeMap<K, Record>,
     /// Eligible records: (priority desc, stamp asc).
     order: BTreeSet<(Reverse<Prio>, u64, K)>,
     /// Eligible negative records by waiting time: (since, stamp, key).
     waiting: BTreeSet<(Instant, u64, K)>,
+    /// Priority (and waiting time) of every eligible record.
+    eligible: BTreeMap<K, Eligible>,
     next_stamp: u64,
     starvation_delay: Duration,
 }
@@ -88,27 +97,12 @@ impl<K: Copy + Ord> Scheduler<K> {
     /// An empty scheduler boosting negative work after `starvation_delay`.
     pub fn new(starvation_delay: Duration) -> Self {
         Scheduler {
-            records: BTreeMap::new(),
             order: BTreeSet::new(),
             waiting: BTreeSet::new(),
+            eligible: BTreeMap::new(),
             next_stamp: 0,
             starvation_delay,
         }
-    }
-
-    /// Number of records.
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    /// True when there are no records.
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
-    /// True if `key` has a record.
-    pub fn contains(&self, key: K) -> bool {
-        self.records.contains_key(&key)
     }
 
     fn stamp(&mut self) -> u64 {
@@ -116,63 +110,67 @@ impl<K: Copy + Ord> Scheduler<K> {
         self.next_stamp
     }
 
-    fn unlink(&mut self, key: K, r: &Record) {
-        if r.eligible() {
-            self.order
-                .remove(&(Reverse(Prio(r.priority)), r.stamp, key));
+    /// Takes the record out of the indexes; what it had if it was eligible.
+    fn unlink(&mut self, key: K, e: &SchedEntry) -> Option<Eligible> {
+        let x = self.eligible.remove(&key)?;
+        self.order
+            .remove(&(Reverse(Prio(x.priority)), e.stamp, key));
+        if let Some(since) = x.since {
+            self.waiting.remove(&(since, e.stamp, key));
         }
-        if let Some(since) = r.waiting_since {
-            self.waiting.remove(&(since, r.stamp, key));
-        }
+        Some(x)
     }
 
-    fn link(&mut self, key: K, r: &mut Record, now: Instant) {
-        if r.eligible() {
-            self.order.insert((Reverse(Prio(r.priority)), r.stamp, key));
+    /// Indexes the record at `priority` (nothing for `-inf`); `since` is when
+    /// it started waiting if it keeps waiting.
+    fn link(
+        &mut self,
+        key: K,
+        e: &SchedEntry,
+        priority: f32,
+        since: Option<Instant>,
+        now: Instant,
+    ) {
+        if priority == f32::NEG_INFINITY {
+            return;
         }
-        if r.eligible() && r.priority < 0.0 {
-            let since = *r.waiting_since.get_or_insert(now);
-            self.waiting.insert((since, r.stamp, key));
-        } else {
-            r.waiting_since = None;
+        let since = (priority < 0.0).then(|| since.unwrap_or(now));
+        self.order.insert((Reverse(Prio(priority)), e.stamp, key));
+        if let Some(t) = since {
+            self.waiting.insert((t, e.stamp, key));
         }
-        self.records.insert(key, *r);
+        self.eligible.insert(key, Eligible { priority, since });
     }
 
-    /// Adds a record (stamped as the newest) or, if present, updates its priority.
+    /// Adds a record stamped as the newest and returns its entry, which the
+    /// caller keeps and passes to every later call for `key`.
     // spec: streams.md §3.2 (last_sent starts at creation, strictly increasing stamp)
-    pub fn insert(&mut self, key: K, priority: f32, now: Instant) {
-        if self.records.contains_key(&key) {
-            return self.set_priority(key, priority, now);
-        }
-        let mut r = Record {
-            priority: normalize(priority),
+    pub fn insert(&mut self, key: K, priority: f32, now: Instant) -> SchedEntry {
+        let e = SchedEntry {
             stamp: self.stamp(),
-            waiting_since: None,
         };
-        self.link(key, &mut r, now);
+        self.link(key, &e, normalize(priority), None, now);
+        e
     }
 
     /// Changes a record's priority, effective for the next selection; `-inf`
-    /// (or NaN) makes it ineligible. Unknown keys are ignored.
-    pub fn set_priority(&mut self, key: K, priority: f32, now: Instant) {
-        let Some(mut r) = self.records.get(&key).copied() else {
-            return;
-        };
-        self.unlink(key, &r);
-        let p = normalize(priority);
-        if !(p < 0.0 && p > f32::NEG_INFINITY) {
-            r.waiting_since = None;
-        }
-        r.priority = p;
-        self.link(key, &mut r, now);
+    /// (or NaN) makes it ineligible. A record that stays negative keeps its
+    /// waiting clock.
+    pub fn set_priority(&mut self, key: K, e: &SchedEntry, priority: f32, now: Instant) {
+        let since = self.unlink(key, e).and_then(|x| x.since);
+        self.link(key, e, normalize(priority), since, now);
     }
 
     /// Removes a record (stream complete).
-    pub fn remove(&mut self, key: K) {
-        if let Some(r) = self.records.remove(&key) {
-            self.unlink(key, &r);
-        }
+    pub fn remove(&mut self, key: K, e: &SchedEntry) {
+        self.unlink(key, e);
+    }
+
+    /// The record's current priority (`-inf`: not eligible or unknown).
+    pub fn priority(&self, key: K) -> f32 {
+        self.eligible
+            .get(&key)
+            .map_or(f32::NEG_INFINITY, |x| x.priority)
     }
 
     /// The record to serve next: a boosted starving record, else the eligible
@@ -188,14 +186,12 @@ impl<K: Copy + Ord> Scheduler<K> {
     }
 
     /// Restamps a record after it was pulled (round robin among equals).
-    pub fn mark_sent(&mut self, key: K, now: Instant) {
-        let Some(mut r) = self.records.get(&key).copied() else {
-            return;
-        };
-        self.unlink(key, &r);
-        r.stamp = self.stamp();
-        r.waiting_since = None;
-        self.link(key, &mut r, now);
+    pub fn mark_sent(&mut self, key: K, e: &mut SchedEntry, now: Instant) {
+        let priority = self
+            .unlink(key, e)
+            .map_or(f32::NEG_INFINITY, |x| x.priority);
+        e.stamp = self.stamp();
+        self.link(key, e, priority, None, now);
     }
 
     /// The priority the host announces to its channel: the best eligible
@@ -223,11 +219,6 @@ impl<K: Copy + Ord> Scheduler<K> {
             .first()
             .map(|&(since, _, _)| since + self.starvation_delay)
     }
-
-    /// Current priority of a record.
-    pub fn priority(&self, key: K) -> Option<f32> {
-        self.records.get(&key).map(|r| r.priority)
-    }
 }
 
 fn normalize(p: f32) -> f32 {
@@ -246,11 +237,57 @@ mod tests {
         Instant::now()
     }
 
+    /// A scheduler plus the entries a host keeps in its stream records.
+    struct Keyed {
+        s: Scheduler<u32>,
+        e: BTreeMap<u32, SchedEntry>,
+    }
+
+    impl Keyed {
+        fn new(d: Duration) -> Self {
+            Keyed {
+                s: Scheduler::new(d),
+                e: BTreeMap::new(),
+            }
+        }
+        fn insert(&mut self, k: u32, p: f32, now: Instant) {
+            let e = self.s.insert(k, p, now);
+            self.e.insert(k, e);
+        }
+        fn set_priority(&mut self, k: u32, p: f32, now: Instant) {
+            let e = self.e.get_mut(&k).unwrap();
+            self.s.set_priority(k, e, p, now);
+        }
+        fn remove(&mut self, k: u32) {
+            let e = self.e.remove(&k).unwrap();
+            self.s.remove(k, &e);
+        }
+        fn mark_sent(&mut self, k: u32, now: Instant) {
+            let e = self.e.get_mut(&k).unwrap();
+            self.s.mark_sent(k, e, now);
+        }
+        fn len(&self) -> usize {
+            self.e.len()
+        }
+        fn priority(&self, k: u32) -> Option<f32> {
+            self.e.contains_key(&k).then(|| self.s.priority(k))
+        }
+        fn top_ready(&self, now: Instant) -> Option<u32> {
+            self.s.top_ready(now)
+        }
+        fn announce(&self, now: Instant) -> f32 {
+            self.s.announce(now)
+        }
+        fn next_boost(&self) -> Option<Instant> {
+            self.s.next_boost()
+        }
+    }
+
     #[test]
     fn priority_order_and_round_robin() {
         let now = t0();
-        let mut s = Scheduler::default();
-        s.insert(1u32, 0.0, now);
+        let mut s = Keyed::new(DEFAULT_STARVATION_DELAY);
+        s.insert(1, 0.0, now);
         s.insert(2, 0.0, now);
         s.insert(3, 5.0, now);
         s.insert(4, f32::NEG_INFINITY, now);
@@ -269,8 +306,8 @@ mod tests {
     #[test]
     fn control_first_and_priority_change_immediate() {
         let now = t0();
-        let mut s = Scheduler::default();
-        s.insert(1u32, 3.0, now);
+        let mut s = Keyed::new(DEFAULT_STARVATION_DELAY);
+        s.insert(1, 3.0, now);
         s.insert(2, f32::INFINITY, now);
         assert_eq!(s.top_ready(now), Some(2));
         assert_eq!(s.announce(now), f32::INFINITY);
@@ -287,8 +324,8 @@ mod tests {
     #[test]
     fn zero_signs_are_equal() {
         let now = t0();
-        let mut s = Scheduler::default();
-        s.insert(1u32, 0.0, now);
+        let mut s = Keyed::new(DEFAULT_STARVATION_DELAY);
+        s.insert(1, 0.0, now);
         s.insert(2, -0.0, now);
         s.mark_sent(1, now);
         assert_eq!(s.top_ready(now), Some(2));
@@ -299,8 +336,8 @@ mod tests {
     fn negative_work_rides_along_and_is_boosted_when_starving() {
         let now = t0();
         let d = Duration::from_millis(100);
-        let mut s = Scheduler::new(d);
-        s.insert(1u32, -1.0, now);
+        let mut s = Keyed::new(d);
+        s.insert(1, -1.0, now);
         // Not announced on its own, but eligible for spare room.
         assert_eq!(s.announce(now), f32::NEG_INFINITY);
         assert_eq!(s.top_ready(now), Some(1));
@@ -331,7 +368,7 @@ mod tests {
     #[test]
     fn many_records_stay_consistent() {
         let now = t0();
-        let mut s = Scheduler::default();
+        let mut s = Keyed::new(DEFAULT_STARVATION_DELAY);
         for k in 0..100u32 {
             s.insert(k, (k % 7) as f32, now);
         }

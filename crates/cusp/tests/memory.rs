@@ -1,0 +1,202 @@
+//! Heap bytes per idle open stream through the whole runtime (core, driver, handles).
+//!
+//! Two endpoints on 127.0.0.1, each with its own single-threaded tokio runtime on its own
+//! OS thread; a counting global allocator attributes every allocation to the thread (side)
+//! that made it. An idle open stream: the writer opened it and wrote one byte, the reader
+//! accepted it and read that byte, both keep their handle (in a preallocated `Vec`, counted
+//! like quinn's benchmark does), nobody shut it down.
+//!
+//! * `memory_per_idle_stream_1000` (runs by default): 1 000 streams, asserts a bound so a
+//!   regression (e.g. a per-stream buffer kept after draining) fails.
+//! * `memory_per_idle_stream_10000` (ignored): the benchmark's 10 000 streams; prints the
+//!   figures (`cargo test --release -p cusp --test memory -- --ignored --nocapture`).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use cusp::proto::HostConfig;
+use cusp::{Endpoint, EndpointConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+/// Live bytes by side: 0 = anything else, 1 = writer thread, 2 = reader thread.
+static LIVE: [AtomicI64; 3] = [AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0)];
+thread_local! {
+    static SIDE: Cell<usize> = const { Cell::new(0) };
+}
+const HDR: usize = 16;
+
+struct Counting;
+
+// SAFETY: forwards to `System` with a larger layout whose first `align` bytes hold the side
+// the block was counted for, so `dealloc` subtracts from the same counter.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let align = layout.align().max(HDR);
+        let Ok(l) = Layout::from_size_align(layout.size() + align, align) else {
+            return std::ptr::null_mut();
+        };
+        // SAFETY: non-zero size; the header lives in the first `align` bytes.
+        unsafe {
+            let p = System.alloc(l);
+            if p.is_null() {
+                return p;
+            }
+            let side = SIDE.try_with(|s| s.get()).unwrap_or(0);
+            LIVE[side].fetch_add(layout.size() as i64, Ordering::Relaxed);
+            let user = p.add(align);
+            (user.sub(8) as *mut usize).write(side);
+            user
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let align = layout.align().max(HDR);
+        // SAFETY: `ptr` came from `alloc` with the same layout.
+        unsafe {
+            let side = (ptr.sub(8) as *const usize).read();
+            LIVE[side].fetch_sub(layout.size() as i64, Ordering::Relaxed);
+            let l = Layout::from_size_align_unchecked(layout.size() + align, align);
+            System.dealloc(ptr.sub(align), l);
+        }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The tests share the counters: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const SERVICE: u16 = 23;
+
+fn live(side: usize) -> i64 {
+    LIVE[side].load(Ordering::Relaxed)
+}
+
+fn config(n: usize) -> EndpointConfig {
+    let hosts = HostConfig {
+        max_out_streams: 2 * n + 16,
+        max_in_streams: 2 * n + 16,
+        ..HostConfig::default()
+    };
+    EndpointConfig::loopback().hosts(hosts)
+}
+
+/// Runs `f` on a new thread counted as `side`, on its own current-thread runtime.
+fn side_thread<F>(side: usize, f: F) -> std::thread::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    std::thread::spawn(move || {
+        SIDE.with(|s| s.set(side));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(f)
+    })
+}
+
+/// Lets acknowledgements and barrier updates settle.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// Bytes per idle open stream `[writer side, reader side]` with `n` streams.
+fn measure(n: usize) -> [f64; 2] {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (addr_tx, addr_rx) = oneshot::channel::<SocketAddrV4>();
+    let (warm_tx, warm_rx) = oneshot::channel::<()>();
+    let (read_tx, read_rx) = oneshot::channel::<()>();
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let reader = side_thread(2, async move {
+        let ep = Endpoint::bind(config(n)).unwrap();
+        let mut incoming = ep.advertise(Some(SERVICE)).unwrap();
+        let port = ep.local_addr().port();
+        addr_tx
+            .send(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+            .unwrap();
+        let mut b = [0u8; 1];
+        let (_, _, mut first) = incoming.accept().await.unwrap();
+        first.read_exact(&mut b).await.unwrap();
+        settle().await;
+        let base = live(2);
+        warm_tx.send(()).unwrap();
+        let mut held = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (_, _, mut s) = incoming.accept().await.unwrap();
+            s.read_exact(&mut b).await.unwrap();
+            held.push(s);
+        }
+        settle().await;
+        let per = (live(2) - base) as f64 / n as f64;
+        read_tx.send(()).unwrap();
+        done_rx.await.unwrap();
+        drop((held, first));
+        ep.close().await;
+        per
+    });
+    let writer = side_thread(1, async move {
+        let ep = Endpoint::bind(config(n)).unwrap();
+        let addr = addr_rx.await.unwrap();
+        let (host, mut first) = ep.contact(addr, SERVICE).await.unwrap();
+        first.write_all(b"x").await.unwrap();
+        warm_rx.await.unwrap();
+        let base = live(1);
+        let mut held = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut s = host.connect(SERVICE).unwrap();
+            s.write_all(b"x").await.unwrap();
+            held.push(s);
+        }
+        read_rx.await.unwrap();
+        // Every byte acknowledged (so no send buffer is left), then let the rest settle.
+        for _ in 0..1000 {
+            match host.stats() {
+                Some(st) if st.queued_inflight + st.queued_to_retransmit > 0 => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                _ => break,
+            }
+        }
+        settle().await;
+        let per = (live(1) - base) as f64 / n as f64;
+        done_tx.send(()).unwrap();
+        drop((held, first));
+        ep.close().await;
+        per
+    });
+    [writer.join().unwrap(), reader.join().unwrap()]
+}
+
+fn report(n: usize) -> [f64; 2] {
+    let per = measure(n);
+    println!(
+        "runtime heap per idle open stream ({n} streams, handles included): \
+         writer side {:.0} B, reader side {:.0} B, total {:.0} B",
+        per[0],
+        per[1],
+        per[0] + per[1]
+    );
+    per
+}
+
+#[test]
+fn memory_per_idle_stream_1000() {
+    let per = report(1000);
+    // About twice today's ~400 B for both sides: a regression (a per-stream buffer kept
+    // after draining, a per-stream slot or map entry more) fails.
+    assert!(per[0] + per[1] < 1024.0, "{per:?}");
+}
+
+#[test]
+#[ignore = "full size: cargo test --release -p cusp --test memory -- --ignored --nocapture"]
+fn memory_per_idle_stream_10000() {
+    report(10_000);
+}
