@@ -23,6 +23,7 @@
 pub mod channel;
 pub mod crypto;
 pub mod endpoint;
+pub mod hash;
 pub mod host;
 pub mod stream;
 pub mod wire;

@@ -8,7 +8,7 @@
 //! the socket, feeds datagrams and timers to the core and turns [`HostEvent`]s into
 //! wakeups. Stream operations never wait on each other except for that mutex.
 
-use std::collections::HashMap;
+use cusp_proto::hash::HashMap;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -388,9 +388,9 @@ impl Endpoint {
             state: Mutex::new(State {
                 ep,
                 streams: Slots::default(),
-                advertised: HashMap::new(),
-                listeners: HashMap::new(),
-                contacts: HashMap::new(),
+                advertised: HashMap::default(),
+                listeners: HashMap::default(),
+                contacts: HashMap::default(),
                 close_requested: false,
                 abort_requested: false,
                 closing: None,

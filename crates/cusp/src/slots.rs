@@ -4,7 +4,7 @@
 //! contact) costs one entry in a set of live handles; a [`Slot`] exists only while there is
 //! something to remember and goes again when its waiters were woken.
 
-use std::collections::{HashMap, HashSet};
+use cusp_proto::hash::{HashMap, HashSet};
 use std::net::SocketAddrV4;
 use std::task::Waker;
 
@@ -138,7 +138,7 @@ impl Slots {
             self.recorded.remove(&h);
             if self.recorded.is_empty() && self.recorded.capacity() > KEPT {
                 // Every waiter of a burst was woken: give the room back.
-                self.recorded = HashMap::new();
+                self.recorded = HashMap::default();
             }
         }
     }

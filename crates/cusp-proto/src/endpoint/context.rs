@@ -3,7 +3,7 @@
 //! the host the channel is bound to (`spec/channel.md` §5.1, §4.7,
 //! `spec/streams.md` §3.7).
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::net::SocketAddrV4;
 use std::time::Instant;
 

@@ -17,7 +17,8 @@ pub mod config;
 mod context;
 pub mod host_layer;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use crate::hash::{HashMap, HashSet};
+use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
@@ -140,17 +141,17 @@ impl<H: HostLayer> Endpoint<H> {
             hosts,
             key_agreements: TokenBucket::new(config.key_agreement_rate),
             stats: EndpointStats::default(),
-            bound: HashMap::new(),
+            bound: HashMap::default(),
         };
         Endpoint {
             new_unverified: TokenBucket::new(config.new_unverified_rate),
             config,
             core,
-            channels: HashMap::new(),
+            channels: HashMap::default(),
             unverified_order: VecDeque::new(),
             next_id: 0,
             next_serial: 0,
-            reconnect: HashSet::new(),
+            reconnect: HashSet::default(),
         }
     }
 

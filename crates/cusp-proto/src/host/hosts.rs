@@ -1,7 +1,7 @@
 //! The hosts of a table by public key, each in a numbered slot so a stream
 //! record names its host with a 4-byte [`HostId`] instead of a 32-byte key.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 
 use crate::crypto::PublicKey;
 

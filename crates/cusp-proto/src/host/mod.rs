@@ -48,7 +48,8 @@ mod streams;
 mod tests;
 mod types;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use crate::hash::HashMap;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
@@ -120,7 +121,7 @@ impl HostTable {
         HostTable {
             config,
             hosts: Hosts::default(),
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             streams: Streams::default(),
             advertised: BTreeSet::new(),
             dynamic_counter: 0,

@@ -1,7 +1,8 @@
 //! One host: the streams to and from one peer, their scheduler and id tables,
 //! packet assembly and payload dispatch (`spec/streams.md` §1.6, §1.7, §3).
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use crate::hash::{HashMap, HashSet};
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
@@ -273,7 +274,7 @@ impl Host {
             by_id: WireIds::default(),
             listeners: BTreeSet::new(),
             listen_counter: 0,
-            packets: HashMap::new(),
+            packets: HashMap::default(),
             host_blocked: BTreeSet::new(),
             stats: HostStats {
                 bytes_sent: 0,

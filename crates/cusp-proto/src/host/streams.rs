@@ -14,7 +14,7 @@
 //! Each host threads its records on an intrusive doubly linked list
 //! ([`Links`]), so it can visit its own streams without a per-host map.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::net::SocketAddrV4;
 
 use crate::stream::scheduler::SchedEntry;
