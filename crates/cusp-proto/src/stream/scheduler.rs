@@ -30,7 +30,10 @@
 //! arm a timer for [`Scheduler::next_boost`] to re-announce.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::hash::Hash;
+
+use crate::hash::HashMap;
 use std::time::{Duration, Instant};
 
 /// Default delay after which waiting negative-priority work is boosted.
@@ -82,24 +85,24 @@ pub struct Scheduler<K> {
     /// Eligible negative records by waiting time: (since, stamp, key).
     waiting: BTreeSet<(Instant, u64, K)>,
     /// Priority (and waiting time) of every eligible record.
-    eligible: BTreeMap<K, Eligible>,
+    eligible: HashMap<K, Eligible>,
     next_stamp: u64,
     starvation_delay: Duration,
 }
 
-impl<K: Copy + Ord> Default for Scheduler<K> {
+impl<K: Copy + Ord + Hash> Default for Scheduler<K> {
     fn default() -> Self {
         Self::new(DEFAULT_STARVATION_DELAY)
     }
 }
 
-impl<K: Copy + Ord> Scheduler<K> {
+impl<K: Copy + Ord + Hash> Scheduler<K> {
     /// An empty scheduler boosting negative work after `starvation_delay`.
     pub fn new(starvation_delay: Duration) -> Self {
         Scheduler {
             order: BTreeSet::new(),
             waiting: BTreeSet::new(),
-            eligible: BTreeMap::new(),
+            eligible: HashMap::default(),
             next_stamp: 0,
             starvation_delay,
         }
@@ -157,8 +160,16 @@ impl<K: Copy + Ord> Scheduler<K> {
     /// (or NaN) makes it ineligible. A record that stays negative keeps its
     /// waiting clock.
     pub fn set_priority(&mut self, key: K, e: &SchedEntry, priority: f32, now: Instant) {
+        let priority = normalize(priority);
+        let unchanged = match self.eligible.get(&key) {
+            Some(x) => x.priority == priority,
+            None => priority == f32::NEG_INFINITY,
+        };
+        if unchanged {
+            return;
+        }
         let since = self.unlink(key, e).and_then(|x| x.since);
-        self.link(key, e, normalize(priority), since, now);
+        self.link(key, e, priority, since, now);
     }
 
     /// Removes a record (stream complete).
@@ -232,6 +243,7 @@ fn normalize(p: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn t0() -> Instant {
         Instant::now()
