@@ -15,7 +15,7 @@
 //! [`Reno`] adds one thing to the reference: it reads the queueing delay its own
 //! traffic causes ([`RttInfo::queueing`], from raw RTT samples, see
 //! [`DelayEstimate`](super::delay::DelayEstimate)). When the standing queue
-//! exceeds the limit (twice the path's base RTT, within 1–100 ms) it cuts the window
+//! exceeds the limit (twice the path's base RTT, within 0.5–100 ms) it cuts the window
 //! by 15 % (and leaves slow start), at most once per recent RTT, and does not
 //! grow it meanwhile. Otherwise growth and loss reactions are the
 //! reference's, so flows sharing an ordinary bottleneck (a queue of up to one

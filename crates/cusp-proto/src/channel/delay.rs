@@ -21,7 +21,7 @@ const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Queueing delay above which a controller should back off: twice the base
 /// RTT, clamped to this range.
-const LIMIT_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(100));
+const LIMIT_RANGE: (Duration, Duration) = (Duration::from_micros(500), Duration::from_millis(100));
 
 /// Raw-RTT minimum filters of one channel.
 #[derive(Debug, Clone, Default)]
@@ -70,7 +70,7 @@ impl DelayEstimate {
     }
 
     /// Queueing delay above which a controller should back off: twice the
-    /// base RTT within 1–100 ms.
+    /// base RTT within 0.5–100 ms.
     pub fn limit(&self) -> Option<Duration> {
         Some((self.min? * 2).clamp(LIMIT_RANGE.0, LIMIT_RANGE.1))
     }
@@ -120,6 +120,6 @@ mod tests {
         assert_eq!(far.limit(), Some(MS * 100));
         let mut near = DelayEstimate::default();
         near.on_sample(Instant::now(), MS / 10);
-        assert_eq!(near.limit(), Some(MS));
+        assert_eq!(near.limit(), Some(MS / 2));
     }
 }
