@@ -28,6 +28,9 @@ use crate::stream::OutStream;
 /// accepts (64 MiB); larger messages reset the stream.
 pub const MAX_MESSAGE: usize = 64 << 20;
 
+/// Request bodies up to this size are copied behind the 2-byte header and written at once.
+const SMALL_BODY: usize = 4096;
+
 impl Endpoint {
     /// Sends `body` to `service` at `addr` and returns the response (see the module doc
     /// of [`conversation`](crate::conversation)). The whole exchange, contact included,
@@ -86,10 +89,18 @@ impl Host {
 
 async fn exchange(host: &Host, mut out: OutStream, body: &[u8]) -> Result<Vec<u8>> {
     let (reply, mut incoming) = host.listen()?;
-    out.write_all(&reply.to_be_bytes())
-        .await
-        .map_err(Error::from_io)?;
-    out.write_all(body).await.map_err(Error::from_io)?;
+    // One write (one trip through the core) for the header and a small body.
+    if body.len() <= SMALL_BODY {
+        let mut msg = Vec::with_capacity(2 + body.len());
+        msg.extend_from_slice(&reply.to_be_bytes());
+        msg.extend_from_slice(body);
+        out.write_all(&msg).await.map_err(Error::from_io)?;
+    } else {
+        out.write_all(&reply.to_be_bytes())
+            .await
+            .map_err(Error::from_io)?;
+        out.write_all(body).await.map_err(Error::from_io)?;
+    }
     let sent = out.finish();
     let received = async {
         let (_, _, stream) = incoming.accept().await.ok_or(Error::Closed)?;
