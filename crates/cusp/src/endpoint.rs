@@ -264,7 +264,7 @@ impl State {
         };
         self.streams.open(h);
         let host = Host::new(EpRef::new(shared.clone()), peer);
-        let stream = InStream::new(EpRef::new(shared.clone()), h, peer, service);
+        let stream = InStream::new(EpRef::new(shared.clone()), h, service);
         if let Err(mpsc::error::SendError((_, _, stream))) = tx.send((host, service, stream)) {
             // The receiver went away just now: its Drop must not lock (we hold the lock).
             stream.forget();

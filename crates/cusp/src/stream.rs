@@ -19,9 +19,10 @@ use cusp_proto::host::{InStreamInfo, OutStreamInfo, StreamHandle, WriteError};
 use cusp_proto::stream::ReadResult;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::endpoint::{End, EpRef, wake_all};
+use crate::endpoint::{End, EpRef, State, wake_all};
 use crate::error::{Error, Result};
 use crate::host::Host;
+use crate::slots::Slot;
 
 /// The writing end of a stream (`spec/streams.md` §5.5).
 ///
@@ -381,7 +382,6 @@ impl Drop for OutStream {
 pub struct InStream {
     ep: EpRef,
     h: StreamHandle,
-    peer: PublicKey,
     service: u16,
     eof: bool,
     done: bool,
@@ -399,11 +399,10 @@ impl std::fmt::Debug for InStream {
 }
 
 impl InStream {
-    pub(crate) fn new(ep: EpRef, h: StreamHandle, peer: PublicKey, service: u16) -> InStream {
+    pub(crate) fn new(ep: EpRef, h: StreamHandle, service: u16) -> InStream {
         InStream {
             ep,
             h,
-            peer,
             service,
             eof: false,
             done: false,
@@ -428,8 +427,28 @@ impl InStream {
     }
 
     /// The peer's public key.
+    ///
+    /// Not kept in the handle (an idle stream should cost little): the core knows it while
+    /// the stream lives, the stream's slot once it ended (from the final event, or cached
+    /// when the end of stream was read).
     pub fn peer(&self) -> PublicKey {
-        self.peer
+        let known = |st: &State| {
+            st.streams
+                .get(self.h)
+                .and_then(Slot::peer)
+                .or_else(|| st.ep.hosts().stream_peer(self.h))
+        };
+        let mut st = self.ep.0.lock();
+        if let Some(p) = known(&st) {
+            return p;
+        }
+        // The core forgot the stream: its final event, naming the peer, is still queued.
+        let mut wake = Vec::new();
+        st.dispatch(&self.ep.0, &mut wake);
+        let peer = known(&st).expect("an in-stream's peer is known until its handle goes");
+        drop(st);
+        wake_all(&mut wake);
+        peer
     }
 
     /// A snapshot of state and counters (`None` once the stream completed).
@@ -460,6 +479,8 @@ impl InStream {
             self.done = true;
             return Poll::Ready(Err(end.error()));
         }
+        // Reading the end of stream retires it in the core, which then forgets the peer.
+        let peer = st.ep.hosts().stream_peer(self.h);
         let mut got = 0;
         let result = loop {
             match read(st.ep.hosts_mut()) {
@@ -484,9 +505,15 @@ impl InStream {
             // Reading the end retired the stream: if it was the host's last live one,
             // the channel owes the peer its finish flag (graceful close of an idle
             // channel), and only the driver sends it; nothing else would wake it.
+            if self.eof
+                && let Some(s) = st.streams.entry(self.h)
+            {
+                s.rare_mut().peer = peer;
+            }
             let hosts = st.ep.hosts();
-            let poke = (got > 0 && hosts.priority(&self.peer).is_some())
-                || (self.eof && hosts.is_zombie(&self.peer));
+            let poke = peer.is_some_and(|p| {
+                (got > 0 && hosts.priority(&p).is_some()) || (self.eof && hosts.is_zombie(&p))
+            });
             drop(st);
             if poke {
                 self.ep.wake_driver();

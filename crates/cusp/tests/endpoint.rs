@@ -53,11 +53,23 @@ async fn contact_write_read_message() {
         let (peer, service, mut stream) = incoming.accept().await.unwrap();
         assert_eq!(peer.key(), a.public_key());
         assert_eq!(service, SERVICE);
+        assert_eq!(stream.peer(), a.public_key());
         let mut got = String::new();
         stream.read_to_string(&mut got).await.unwrap();
         assert_eq!(got, "hello, cusp");
         // A second read after the end is still the end.
         assert_eq!(stream.read(&mut [0; 8]).await.unwrap(), 0);
+        // The core forgot the stream; the handle still knows its peer.
+        assert_eq!(stream.peer(), a.public_key());
+        // A stream reset by its writer knows it too.
+        let mut out = host.connect(SERVICE).unwrap();
+        out.write_all(b"x").await.unwrap();
+        let (_, _, mut reset) = incoming.accept().await.unwrap();
+        out.reset();
+        while let Ok(n) = reset.read(&mut [0; 8]).await {
+            assert!(n > 0, "reset, not the end");
+        }
+        assert_eq!(reset.peer(), a.public_key());
         assert!(a.host(&b.public_key()).is_some());
         assert_eq!(a.hosts().len(), 1);
         assert_eq!(*a.watch_address().borrow(), Some(loopback(&a)));

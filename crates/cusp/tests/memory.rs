@@ -190,9 +190,10 @@ fn report(n: usize) -> [f64; 2] {
 #[test]
 fn memory_per_idle_stream_1000() {
     let per = report(1000);
-    // About twice today's ~400 B for both sides: a regression (a per-stream buffer kept
-    // after draining, a per-stream slot or map entry more) fails.
-    assert!(per[0] + per[1] < 1024.0, "{per:?}");
+    // Today's ~320 B for both sides plus a margin of 25 %: a regression (a per-stream
+    // buffer kept after draining, a per-stream slot or map entry more, a bigger record or
+    // handle) fails.
+    assert!(per[0] + per[1] < 400.0, "{per:?}");
 }
 
 #[test]

@@ -237,7 +237,7 @@ impl HostTable {
             return Err(ConnectError::ReservedService);
         }
         let host = self.hosts.get_mut(peer).ok_or(ConnectError::UnknownHost)?;
-        let rec = OutRec::new(OutStream::new(&self.config.out_stream), service);
+        let rec = OutRec::new(OutStream::new(), service);
         let h = self
             .streams
             .insert(Owner::Host(host.id), Kind::Out(rec))
@@ -294,7 +294,7 @@ impl HostTable {
         if p.streams.len() >= limit {
             return Err(ContactError::TooManyPending);
         }
-        let rec = OutRec::new(OutStream::new(&self.config.out_stream), service);
+        let rec = OutRec::new(OutStream::new(), service);
         let h = self
             .streams
             .insert(Owner::Pending(addr), Kind::Out(rec))
@@ -403,7 +403,7 @@ impl HostTable {
             }
             Owner::Pending(_) => {
                 let r = self.streams.out_mut(h).ok_or(WriteError::UnknownStream)?;
-                let res = data.write_to(&mut r.stream, usize::MAX);
+                let res = data.write_to(&self.config.out_stream, &mut r.stream, usize::MAX);
                 if matches!(res, Ok(n) if n < data_len(&data)) {
                     r.blocked = true;
                 }
@@ -489,9 +489,10 @@ impl HostTable {
         h: StreamHandle,
         bytes: usize,
     ) -> Result<(), UnknownStream> {
+        let limit = self.config.out_stream.limit();
         self.with_out(h, |r| {
             // The send buffer is at most 2^30 bytes.
-            r.low_water = bytes.min(r.stream.send_buffer()) as u32;
+            r.low_water = bytes.min(limit) as u32;
         })
         .ok_or(UnknownStream)
     }
@@ -583,7 +584,7 @@ impl HostTable {
             bytes_acked: s.bytes_acked(),
             queued_inflight: s.inflight_bytes(),
             queued_to_retransmit: s.queued_bytes(),
-            writable: s.writable_space().min(room),
+            writable: s.writable_space(&self.config.out_stream).min(room),
             connect_pending: r.connect_service != 0,
         })
     }

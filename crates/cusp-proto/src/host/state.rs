@@ -9,8 +9,8 @@ use std::time::Instant;
 use crate::channel::PacketId;
 use crate::crypto::PublicKey;
 use crate::stream::{
-    InStream, InStreamState, InTicket, MIN_PULL_ROOM, OutStream, OutStreamState, OutTicket,
-    Scheduler, StreamIds, write_connect,
+    InStream, InStreamState, InTicket, MIN_PULL_ROOM, OutStream, OutStreamConfig, OutStreamState,
+    OutTicket, Scheduler, StreamIds, write_connect,
 };
 use crate::wire::segment::{Segment, Segments};
 
@@ -372,7 +372,7 @@ impl Host {
             return false;
         }
         let visible = self.listeners.contains(&service) || ctx.advertised.contains(&service);
-        let mut stream = InStream::new(&ctx.config.in_stream);
+        let mut stream = InStream::new();
         if !visible {
             // spec: streams.md §3.5 2.3: nobody listens; whether READER_RESETS goes
             // back depends on the EOF of the following segment (§2.2.5).
@@ -458,8 +458,10 @@ impl Host {
                 });
             }
             r.reported = true;
-        } else if r.blocked && s.writable_space() > 0 && s.writable_space() >= r.low_water as usize
-        {
+        } else if r.blocked && {
+            let space = s.writable_space(&ctx.config.out_stream);
+            space > 0 && space >= r.low_water as usize
+        } {
             r.blocked = false;
             ctx.events.push(HostEvent::StreamWritable(h));
         }
@@ -583,7 +585,7 @@ impl Host {
             .max_host_send_buffer
             .saturating_sub(self.out_buffered());
         let r = ctx.streams.out_mut(h)?;
-        let res = data.write_to(&mut r.stream, room);
+        let res = data.write_to(&ctx.config.out_stream, &mut r.stream, room);
         if let Ok(n) = res
             && n < data.len()
         {
@@ -705,7 +707,7 @@ impl Host {
                 }
                 Ticket::In(t) => {
                     if let Some(r) = ctx.streams.in_mut(h) {
-                        r.stream.on_packet_outcome(t, acked);
+                        r.stream.on_packet_outcome(&ctx.config.in_stream, t, acked);
                     }
                 }
             }
@@ -828,7 +830,10 @@ impl Host {
         if full && r.stream.state() != InStreamState::Reset {
             return false;
         }
-        if r.stream.on_data(off, data, eof).is_err() {
+        if r.stream
+            .on_data(&ctx.config.in_stream, off, data, eof)
+            .is_err()
+        {
             return false;
         }
         self.refresh_in(ctx, h, true);
@@ -978,12 +983,13 @@ impl WriteData<'_> {
     /// Writes at most `room` bytes into `s`.
     pub(super) fn write_to(
         &self,
+        config: &OutStreamConfig,
         s: &mut OutStream,
         room: usize,
     ) -> Result<usize, crate::stream::WriteError> {
         match *self {
-            WriteData::Slice(d) => s.write(&d[..d.len().min(room)]),
-            WriteData::Bytes(b) => s.write_bytes(&b.slice(..b.len().min(room))),
+            WriteData::Slice(d) => s.write(config, &d[..d.len().min(room)]),
+            WriteData::Bytes(b) => s.write_bytes(config, &b.slice(..b.len().min(room))),
         }
     }
 }

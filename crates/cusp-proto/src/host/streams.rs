@@ -352,11 +352,11 @@ mod tests {
     #[test]
     fn records_stay_small() {
         use std::mem::size_of;
-        assert!(size_of::<OutStream>() <= 48, "{}", size_of::<OutStream>());
-        assert!(size_of::<InStream>() <= 64, "{}", size_of::<InStream>());
+        assert!(size_of::<OutStream>() <= 40, "{}", size_of::<OutStream>());
+        assert!(size_of::<InStream>() <= 56, "{}", size_of::<InStream>());
         // An out-record fits beside the in-record's niche: no separate tag.
-        assert!(size_of::<Kind>() <= 80, "{}", size_of::<Kind>());
-        assert!(size_of::<Rec>() <= 112, "{}", size_of::<Rec>());
+        assert!(size_of::<Kind>() <= 72, "{}", size_of::<Kind>());
+        assert!(size_of::<Rec>() <= 104, "{}", size_of::<Rec>());
     }
 
     #[test]

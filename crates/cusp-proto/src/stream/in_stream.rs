@@ -37,6 +37,18 @@ pub struct InStreamConfig {
     pub slack: u32,
 }
 
+impl InStreamConfig {
+    /// `max_window` clamped to `[MIN_WINDOW, WINDOW_MAX]`.
+    fn window_limit(&self) -> u32 {
+        self.max_window.clamp(MIN_WINDOW, WINDOW_MAX)
+    }
+
+    /// `slack` clamped to at most `MIN_WINDOW * 16`.
+    fn slack_limit(&self) -> u32 {
+        self.slack.min(MIN_WINDOW * 16)
+    }
+}
+
 impl Default for InStreamConfig {
     fn default() -> Self {
         InStreamConfig {
@@ -151,22 +163,24 @@ pub struct InStream {
     bytes_delivered: u64,
     /// Within `[MIN_WINDOW, max_window]`, so 32 bits suffice (`WINDOW_MAX` < 2^31).
     window: u32,
-    max_window: u32,
-    slack: u32,
     /// `None` while nothing is buffered.
     buf: Option<Box<RecvBuf>>,
 }
 
 impl Default for InStream {
     fn default() -> Self {
-        Self::new(&InStreamConfig::default())
+        Self::new()
     }
 }
 
 impl InStream {
     /// A new ACTIVE stream with barrier and window `MIN_WINDOW`.
     // spec: streams.md §2.2.1
-    pub fn new(config: &InStreamConfig) -> Self {
+    ///
+    /// The limits of an [`InStreamConfig`] are not stored in the stream (it
+    /// would cost every idle stream 8 bytes): the methods that need them take
+    /// the config, which must be the same for the stream's whole life.
+    pub fn new() -> Self {
         let w = u64::from(MIN_WINDOW);
         InStream {
             state: State::Active,
@@ -176,8 +190,6 @@ impl InStream {
             last_barrier: w,
             bytes_delivered: 0,
             window: MIN_WINDOW,
-            max_window: config.max_window.clamp(MIN_WINDOW, WINDOW_MAX),
-            slack: config.slack.min(MIN_WINDOW * 16),
             buf: None,
         }
     }
@@ -219,10 +231,17 @@ impl InStream {
     /// `Err` means the packet must be rejected; the stream is then unchanged.
     /// The EOF is recorded only from accepted segments.
     // spec: streams.md §2.2.3 on_data, on_eof
-    pub fn on_data(&mut self, off: u32, data: &[u8], eof: bool) -> Result<(), DataError> {
+    pub fn on_data(
+        &mut self,
+        config: &InStreamConfig,
+        off: u32,
+        data: &[u8],
+        eof: bool,
+    ) -> Result<(), DataError> {
+        let slack = config.slack_limit();
         let start = unwrap_offset_checked(off, self.edge).ok_or(DataError::Inconsistent)?;
         let end = start + data.len() as u64;
-        if end > self.barrier + u64::from(self.slack) {
+        if end > self.barrier + u64::from(slack) {
             return Err(DataError::BeyondBarrier);
         }
         let known_eof = self.known_eof();
@@ -241,7 +260,7 @@ impl InStream {
                 let skip = (self.edge - start) as usize;
                 self.feed(&data[skip..]);
             } else {
-                self.insert_ooo(start, data)?;
+                self.insert_ooo(start, data, slack)?;
             }
         }
         if eof && self.state == State::Active {
@@ -288,9 +307,9 @@ impl InStream {
     /// Inserts the parts of `[start, start + data.len())` not yet buffered,
     /// copying only those bytes. Refuses (without change) if the range count
     /// would exceed its cap.
-    fn insert_ooo(&mut self, start: u64, data: &[u8]) -> Result<(), DataError> {
+    fn insert_ooo(&mut self, start: u64, data: &[u8], slack: u32) -> Result<(), DataError> {
         let end = start + data.len() as u64;
-        let credit = self.barrier + u64::from(self.slack) - self.reader_offset();
+        let credit = self.barrier + u64::from(slack) - self.reader_offset();
         let cap = (credit / 256 + 16) as usize;
         let b = self.buf_mut();
         let mut gaps: Vec<(u64, u64)> = Vec::new();
@@ -570,7 +589,7 @@ impl InStream {
     /// A lost barrier re-arms the update if nothing newer was sent; a lost
     /// READER_RESETS is sent again.
     // spec: streams.md §2.2.6 ack(ok)
-    pub fn on_packet_outcome(&mut self, ticket: InTicket, acked: bool) {
+    pub fn on_packet_outcome(&mut self, config: &InStreamConfig, ticket: InTicket, acked: bool) {
         match ticket.0 {
             TicketKind::ReaderResets => {
                 if self.state == State::Reset(ResetPhase::Inflight) {
@@ -592,7 +611,7 @@ impl InStream {
                     let consumed = self.reader_offset().saturating_sub(old_reader);
                     let grown = if starved { 2 * window } else { window };
                     let w = grown.max(2 * consumed);
-                    let w = w.clamp(u64::from(MIN_WINDOW), u64::from(self.max_window));
+                    let w = w.clamp(u64::from(MIN_WINDOW), u64::from(config.window_limit()));
                     self.window = u32::try_from(w).expect("clamped to max_window");
                     self.update_barrier();
                 } else if self.last_barrier == sent {

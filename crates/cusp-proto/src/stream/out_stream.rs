@@ -38,6 +38,14 @@ pub struct OutStreamConfig {
     pub send_buffer: usize,
 }
 
+impl OutStreamConfig {
+    /// The send buffer size, clamped to [`MAX_SEND_BUFFER`]: the most bytes a
+    /// stream holds unacknowledged.
+    pub fn limit(&self) -> usize {
+        self.send_buffer.min(MAX_SEND_BUFFER)
+    }
+}
+
 impl Default for OutStreamConfig {
     fn default() -> Self {
         OutStreamConfig {
@@ -150,8 +158,6 @@ impl SendBuf {
 pub struct OutStream {
     state: State,
     priority: f32,
-    /// At most [`MAX_SEND_BUFFER`], so it fits 32 bits.
-    send_buffer: u32,
     /// Absolute position just past the last byte accepted from the application.
     send_offset: u64,
     bytes_acked: u64,
@@ -163,18 +169,21 @@ pub struct OutStream {
 
 impl Default for OutStream {
     fn default() -> Self {
-        Self::new(&OutStreamConfig::default())
+        Self::new()
     }
 }
 
 impl OutStream {
     /// A new ACTIVE stream with priority 0 and the initial credit `MIN_WINDOW`.
     // spec: streams.md §2.1.1
-    pub fn new(config: &OutStreamConfig) -> Self {
+    ///
+    /// The send buffer size of an [`OutStreamConfig`] is not stored in the
+    /// stream (it would cost every idle stream 4 bytes): the methods that need
+    /// it take the config, which must be the same for the stream's whole life.
+    pub fn new() -> Self {
         OutStream {
             state: State::Active,
             priority: DEFAULT_PRIORITY,
-            send_buffer: config.send_buffer.min(MAX_SEND_BUFFER) as u32,
             send_offset: 0,
             bytes_acked: 0,
             barrier: u64::from(MIN_WINDOW),
@@ -196,17 +205,13 @@ impl OutStream {
 
     // ---- application side -------------------------------------------------
 
-    /// The send buffer size: the most bytes the stream holds unacknowledged.
-    pub fn send_buffer(&self) -> usize {
-        self.send_buffer as usize
-    }
-
     /// Bytes that [`OutStream::write`] would accept now (0 once shut down or reset).
-    pub fn writable_space(&self) -> usize {
+    pub fn writable_space(&self, config: &OutStreamConfig) -> usize {
         if self.state != State::Active {
             return 0;
         }
-        self.send_buffer()
+        config
+            .limit()
             .saturating_sub(self.queued_bytes() + self.inflight_bytes())
     }
 
@@ -221,9 +226,9 @@ impl OutStream {
     /// Copies as much of `data` as the send buffer allows and returns that
     /// count (`Ok(0)` when the buffer is full or `data` is empty).
     // spec: streams.md §2.1.2 write (bounded buffer instead of one pending write)
-    pub fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
+    pub fn write(&mut self, config: &OutStreamConfig, data: &[u8]) -> Result<usize, WriteError> {
         self.check_writable()?;
-        let n = data.len().min(self.writable_space());
+        let n = data.len().min(self.writable_space(config));
         if n > 0 {
             self.buf_mut().tail.extend_from_slice(&data[..n]);
             self.send_offset += n as u64;
@@ -233,9 +238,13 @@ impl OutStream {
 
     /// Zero-copy variant of [`OutStream::write`]: takes a prefix of `data`
     /// (sharing its allocation) and returns its length.
-    pub fn write_bytes(&mut self, data: &Bytes) -> Result<usize, WriteError> {
+    pub fn write_bytes(
+        &mut self,
+        config: &OutStreamConfig,
+        data: &Bytes,
+    ) -> Result<usize, WriteError> {
         self.check_writable()?;
-        let n = data.len().min(self.writable_space());
+        let n = data.len().min(self.writable_space(config));
         if n > 0 {
             self.flush_tail();
             let offset = self.send_offset;

@@ -116,6 +116,10 @@ impl<K: Copy + Ord + Hash> Scheduler<K> {
     /// Takes the record out of the indexes; what it had if it was eligible.
     fn unlink(&mut self, key: K, e: &SchedEntry) -> Option<Eligible> {
         let x = self.eligible.remove(&key)?;
+        // Give memory back once a burst of eligible records has drained.
+        if self.eligible.capacity() > 4 * self.eligible.len() + 64 {
+            self.eligible.shrink_to(2 * self.eligible.len());
+        }
         self.order
             .remove(&(Reverse(Prio(x.priority)), e.stamp, key));
         if let Some(since) = x.since {

@@ -28,9 +28,10 @@ fn data_seg(seg: &Seg) -> (u32, usize, bool) {
 // spec: streams.md §1.7 budgets, §2.1.4 retransmission note (V9)
 #[test]
 fn lost_pieces_are_recut_like_the_reference() {
-    let mut s = OutStream::default();
+    let cfg = OutStreamConfig::default();
+    let mut s = OutStream::new();
     let bytes = data(7164);
-    assert_eq!(s.write(&bytes).unwrap(), 7164);
+    assert_eq!(s.write(&cfg, &bytes).unwrap(), 7164);
     // Packet 1 with CONNECT (4 bytes): 1436 data bytes at offset 0.
     let (seg, t1) = pull(&mut s, 3, 1444 - 4).unwrap();
     assert_eq!(data_seg(&seg), (0, 1436, false));
@@ -73,8 +74,9 @@ fn lost_pieces_are_recut_like_the_reference() {
 
 #[test]
 fn a_gap_ends_the_segment_and_the_next_carries_its_offset() {
-    let mut s = OutStream::default();
-    s.write(&data(3000)).unwrap();
+    let cfg = OutStreamConfig::default();
+    let mut s = OutStream::new();
+    s.write(&cfg, &data(3000)).unwrap();
     let (_, a) = pull(&mut s, 0, 1004).unwrap(); // 0..1000
     let (_, b) = pull(&mut s, 0, 1008).unwrap(); // 1000..2000
     let (_, c) = pull(&mut s, 0, 1008).unwrap(); // 2000..3000
@@ -90,8 +92,9 @@ fn a_gap_ends_the_segment_and_the_next_carries_its_offset() {
 // spec: streams.md §1.9 example 1
 #[test]
 fn small_stream_with_eof_in_one_segment() {
-    let mut s = OutStream::default();
-    s.write(b"Hello world.").unwrap();
+    let cfg = OutStreamConfig::default();
+    let mut s = OutStream::new();
+    s.write(&cfg, b"Hello world.").unwrap();
     s.shutdown().unwrap();
     let mut buf = [0u8; 1440];
     let (n, t) = s.pull(0, &mut buf).unwrap();
@@ -105,10 +108,11 @@ fn small_stream_with_eof_in_one_segment() {
 
 #[test]
 fn eof_only_when_last_bytes_fit_and_lost_eof_is_resent() {
-    let mut s = OutStream::default();
-    s.write(&data(3000)).unwrap();
+    let cfg = OutStreamConfig::default();
+    let mut s = OutStream::new();
+    s.write(&cfg, &data(3000)).unwrap();
     s.shutdown().unwrap();
-    assert_eq!(s.write(b"x"), Err(WriteError::Finished));
+    assert_eq!(s.write(&cfg, b"x"), Err(WriteError::Finished));
     assert_eq!(s.shutdown(), Err(ShutdownError::AlreadyShutdown));
     let (seg, t1) = pull(&mut s, 1, 1444).unwrap();
     assert_eq!(data_seg(&seg), (0, 1440, false));
@@ -132,8 +136,9 @@ fn eof_only_when_last_bytes_fit_and_lost_eof_is_resent() {
 
 #[test]
 fn empty_eof_segment_after_all_data() {
-    let mut s = OutStream::default();
-    s.write(&data(1440)).unwrap();
+    let cfg = OutStreamConfig::default();
+    let mut s = OutStream::new();
+    s.write(&cfg, &data(1440)).unwrap();
     let (seg, t) = pull(&mut s, 0, 1444).unwrap();
     assert_eq!(data_seg(&seg), (0, 1440, false));
     s.shutdown().unwrap();
@@ -147,10 +152,11 @@ fn empty_eof_segment_after_all_data() {
 // spec: streams.md §2.1.4 MUST clamp to the barrier, no SHUTDOWN quirk
 #[test]
 fn barrier_is_respected_even_after_shutdown() {
-    let mut s = OutStream::new(&OutStreamConfig {
+    let cfg = OutStreamConfig {
         send_buffer: 100_000,
-    });
-    s.write(&data(30_000)).unwrap();
+    };
+    let mut s = OutStream::new();
+    s.write(&cfg, &data(30_000)).unwrap();
     s.shutdown().unwrap();
     let mut end = 0;
     while let Some((seg, _)) = pull(&mut s, 0, 8192) {
@@ -177,9 +183,10 @@ fn barrier_is_respected_even_after_shutdown() {
 
 #[test]
 fn silly_window_and_finishing_rule() {
-    let mut s = OutStream::default();
+    let cfg = OutStreamConfig::default();
+    let mut s = OutStream::new();
     let n = MIN_WINDOW as usize - 1000;
-    s.write(&data(n)).unwrap();
+    s.write(&cfg, &data(n)).unwrap();
     while pull(&mut s, 0, 1444).is_some() {}
     // The last 460 bytes would start a segment 1460 (<= SILLY_WINDOW) below the barrier.
     assert_eq!(s.queued_bytes(), 460);
@@ -193,28 +200,30 @@ fn silly_window_and_finishing_rule() {
 
 #[test]
 fn send_buffer_bounds_unacknowledged_bytes() {
-    let mut s = OutStream::new(&OutStreamConfig { send_buffer: 5000 });
-    assert_eq!(s.writable_space(), 5000);
-    assert_eq!(s.write(&data(3000)).unwrap(), 3000);
+    let cfg = OutStreamConfig { send_buffer: 5000 };
+    let mut s = OutStream::new();
+    assert_eq!(s.writable_space(&cfg), 5000);
+    assert_eq!(s.write(&cfg, &data(3000)).unwrap(), 3000);
     let b = Bytes::from(data(3000));
-    assert_eq!(s.write_bytes(&b).unwrap(), 2000);
-    assert_eq!(s.write(b"more").unwrap(), 0);
+    assert_eq!(s.write_bytes(&cfg, &b).unwrap(), 2000);
+    assert_eq!(s.write(&cfg, b"more").unwrap(), 0);
     let (_, t) = pull(&mut s, 0, 1444).unwrap();
-    assert_eq!(s.writable_space(), 0, "in-flight bytes still count");
+    assert_eq!(s.writable_space(&cfg), 0, "in-flight bytes still count");
     s.on_packet_outcome(t, true);
-    assert_eq!(s.writable_space(), 1440);
+    assert_eq!(s.writable_space(&cfg), 1440);
     assert_eq!(s.bytes_written(), 5000);
 }
 
 #[test]
 fn copied_and_zero_copy_writes_interleave() {
-    let mut s = OutStream::default();
+    let cfg = OutStreamConfig::default();
+    let mut s = OutStream::new();
     let d = data(5000);
-    s.write(&d[..10]).unwrap();
-    s.write(&d[10..20]).unwrap();
-    s.write_bytes(&Bytes::copy_from_slice(&d[20..3000]))
+    s.write(&cfg, &d[..10]).unwrap();
+    s.write(&cfg, &d[10..20]).unwrap();
+    s.write_bytes(&cfg, &Bytes::copy_from_slice(&d[20..3000]))
         .unwrap();
-    s.write(&d[3000..]).unwrap();
+    s.write(&cfg, &d[3000..]).unwrap();
     let mut out = vec![];
     while let Some((seg, t)) = pull(&mut s, 9, 1444) {
         if let Seg::Data { offset, bytes, .. } = seg {
@@ -228,12 +237,13 @@ fn copied_and_zero_copy_writes_interleave() {
 
 #[test]
 fn reset_sends_writer_resets_until_acked() {
-    let mut s = OutStream::default();
-    s.write(&data(5000)).unwrap();
+    let cfg = OutStreamConfig::default();
+    let mut s = OutStream::new();
+    s.write(&cfg, &data(5000)).unwrap();
     let (_, t) = pull(&mut s, 5, 1444).unwrap();
     s.set_priority(2.5).unwrap();
     s.reset();
-    assert_eq!(s.write(b"x"), Err(WriteError::Reset));
+    assert_eq!(s.write(&cfg, b"x"), Err(WriteError::Reset));
     assert_eq!(s.shutdown(), Err(ShutdownError::Reset));
     assert_eq!(s.shutdown_result(), Some(false));
     assert_eq!(s.state(), OutStreamState::Reset);
@@ -253,8 +263,9 @@ fn reset_sends_writer_resets_until_acked() {
 
 #[test]
 fn reader_reset_completes_at_once() {
-    let mut s = OutStream::default();
-    s.write(&data(100)).unwrap();
+    let cfg = OutStreamConfig::default();
+    let mut s = OutStream::new();
+    s.write(&cfg, &data(100)).unwrap();
     s.shutdown().unwrap();
     let (_, t) = pull(&mut s, 0, 1444).unwrap();
     s.on_reader_reset();
@@ -267,27 +278,32 @@ fn reader_reset_completes_at_once() {
 
 #[test]
 fn priority_must_be_finite() {
-    let mut s = OutStream::default();
+    let cfg = OutStreamConfig::default();
+    let mut s = OutStream::new();
     assert!(s.set_priority(f32::NAN).is_err());
     assert!(s.set_priority(f32::INFINITY).is_err());
     assert!(s.set_priority(-3.0).is_ok());
     assert_eq!(s.priority(), -3.0);
     assert_eq!(s.scheduling_priority(), f32::NEG_INFINITY, "nothing queued");
-    s.write(b"abc").unwrap();
+    s.write(&cfg, b"abc").unwrap();
     assert_eq!(s.scheduling_priority(), -3.0);
 }
 
 #[test]
 fn offsets_wrap_after_4_gib() {
     // Drive the stream past 2^32 with large acked writes.
-    let mut s = OutStream::new(&OutStreamConfig {
+    let cfg = OutStreamConfig {
         send_buffer: 1 << 20,
-    });
+    };
+    let mut s = OutStream::new();
     let chunk = Bytes::from(vec![1u8; 1 << 20]);
     let mut written: u64 = 0;
     while written < (1 << 32) - 1436 {
         let n = s
-            .write_bytes(&chunk.slice(..((1u64 << 32) - 1436 - written).min(1 << 20) as usize))
+            .write_bytes(
+                &cfg,
+                &chunk.slice(..((1u64 << 32) - 1436 - written).min(1 << 20) as usize),
+            )
             .unwrap();
         written += n as u64;
         s.on_barrier((written as u32).wrapping_add(MIN_WINDOW));
@@ -298,7 +314,7 @@ fn offsets_wrap_after_4_gib() {
             s.on_packet_outcome(t, true);
         }
     }
-    s.write(&data(3000)).unwrap();
+    s.write(&cfg, &data(3000)).unwrap();
     let (seg, _) = pull(&mut s, 0, 1444).unwrap();
     assert_eq!(data_seg(&seg), (u32::MAX - 1435, 1436, false));
     let (seg, _) = pull(&mut s, 0, 1444).unwrap();
@@ -323,7 +339,8 @@ proptest! {
         ops in proptest::collection::vec((0u8..5, 0usize..10_000, any::<bool>()), 1..400),
     ) {
         let d = data(total);
-        let mut s = OutStream::new(&OutStreamConfig { send_buffer: 16_384 });
+        let cfg = OutStreamConfig { send_buffer: 16_384 };
+        let mut s = OutStream::new();
         let mut written = 0usize;
         let mut granted: u64 = MIN_WINDOW.into();
         let mut received: Vec<Option<u8>> = vec![None; total];
@@ -353,9 +370,9 @@ proptest! {
                 0 => {
                     let end = (*written + x).min(total);
                     let n = if flag {
-                        s.write(&d[*written..end]).unwrap()
+                        s.write(&cfg, &d[*written..end]).unwrap()
                     } else {
-                        s.write_bytes(&Bytes::copy_from_slice(&d[*written..end])).unwrap()
+                        s.write_bytes(&cfg, &Bytes::copy_from_slice(&d[*written..end])).unwrap()
                     };
                     *written += n;
                 }
