@@ -167,6 +167,18 @@ pub struct MemoryResult {
     pub stream_heap: Option<f64>,
 }
 
+impl MemoryResult {
+    /// Both phases measured: `(rss, heap)` per connection and per stream.
+    pub fn of(conn: (f64, f64), stream: (f64, f64)) -> Self {
+        MemoryResult {
+            conn_rss: Some(conn.0),
+            conn_heap: Some(conn.1),
+            stream_rss: Some(stream.0),
+            stream_heap: Some(stream.1),
+        }
+    }
+}
+
 /// One transport under test. Every workload method defaults to
 /// [`BenchError::Unsupported`], so a new system only overrides what it can do.
 ///

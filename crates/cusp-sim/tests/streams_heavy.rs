@@ -6,10 +6,7 @@
 //!   shut down) between two endpoints, with a counting global allocator that attributes every
 //!   allocation to the side (client or server) whose code made it; prints bytes per stream.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::SocketAddrV4;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use cusp_proto::endpoint::{Endpoint, EndpointConfig};
@@ -19,60 +16,10 @@ use cusp_sim::scenarios::{streams, v4};
 use cusp_sim::stream_node::key_from;
 use cusp_sim::{LinkConfig, Node, Sim, Transmit};
 
-/// Live bytes by side: 0 = neither, 1 = client, 2 = server.
-static LIVE: [AtomicI64; 3] = [AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0)];
-thread_local! {
-    static SIDE: Cell<usize> = const { Cell::new(0) };
+mod support {
+    pub mod side_alloc;
 }
-const HDR: usize = 16;
-
-struct Counting;
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let align = layout.align().max(HDR);
-        let Ok(l) = Layout::from_size_align(layout.size() + align, align) else {
-            return std::ptr::null_mut();
-        };
-        // SAFETY: non-zero size; the header lives in the first `align` bytes.
-        unsafe {
-            let p = System.alloc(l);
-            if p.is_null() {
-                return p;
-            }
-            let side = SIDE.try_with(|s| s.get()).unwrap_or(0);
-            LIVE[side].fetch_add(layout.size() as i64, Ordering::Relaxed);
-            let user = p.add(align);
-            (user.sub(8) as *mut usize).write(side);
-            user
-        }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let align = layout.align().max(HDR);
-        // SAFETY: `ptr` came from `alloc` with the same layout.
-        unsafe {
-            let side = (ptr.sub(8) as *const usize).read();
-            LIVE[side].fetch_sub(layout.size() as i64, Ordering::Relaxed);
-            let l = Layout::from_size_align_unchecked(layout.size() + align, align);
-            System.dealloc(ptr.sub(align), l);
-        }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn with_side<R>(side: usize, f: impl FnOnce() -> R) -> R {
-    let old = SIDE.with(|s| s.replace(side));
-    let r = f();
-    SIDE.with(|s| s.set(old));
-    r
-}
-
-fn live(side: usize) -> i64 {
-    LIVE[side].load(Ordering::Relaxed)
-}
+use support::side_alloc::{live, with_side};
 
 /// An endpoint whose every call is attributed to `side`; reads every in-stream at once.
 struct Raw {

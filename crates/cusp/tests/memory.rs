@@ -11,11 +11,8 @@
 //! * `memory_per_idle_stream_10000` (ignored): the benchmark's 10 000 streams; prints the
 //!   figures (`cargo test --release -p cusp --test memory -- --ignored --nocapture`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use cusp::proto::HostConfig;
@@ -23,60 +20,14 @@ use cusp::{Endpoint, EndpointConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-/// Live bytes by side: 0 = anything else, 1 = writer thread, 2 = reader thread.
-static LIVE: [AtomicI64; 3] = [AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0)];
-thread_local! {
-    static SIDE: Cell<usize> = const { Cell::new(0) };
-}
-const HDR: usize = 16;
-
-struct Counting;
-
-// SAFETY: forwards to `System` with a larger layout whose first `align` bytes hold the side
-// the block was counted for, so `dealloc` subtracts from the same counter.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let align = layout.align().max(HDR);
-        let Ok(l) = Layout::from_size_align(layout.size() + align, align) else {
-            return std::ptr::null_mut();
-        };
-        // SAFETY: non-zero size; the header lives in the first `align` bytes.
-        unsafe {
-            let p = System.alloc(l);
-            if p.is_null() {
-                return p;
-            }
-            let side = SIDE.try_with(|s| s.get()).unwrap_or(0);
-            LIVE[side].fetch_add(layout.size() as i64, Ordering::Relaxed);
-            let user = p.add(align);
-            (user.sub(8) as *mut usize).write(side);
-            user
-        }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let align = layout.align().max(HDR);
-        // SAFETY: `ptr` came from `alloc` with the same layout.
-        unsafe {
-            let side = (ptr.sub(8) as *const usize).read();
-            LIVE[side].fetch_sub(layout.size() as i64, Ordering::Relaxed);
-            let l = Layout::from_size_align_unchecked(layout.size() + align, align);
-            System.dealloc(ptr.sub(align), l);
-        }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "../../cusp-sim/tests/support/side_alloc.rs"]
+mod side_alloc;
+use side_alloc::{live, with_side};
 
 /// The tests share the counters: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const SERVICE: u16 = 23;
-
-fn live(side: usize) -> i64 {
-    LIVE[side].load(Ordering::Relaxed)
-}
 
 fn config(n: usize) -> EndpointConfig {
     let hosts = HostConfig {
@@ -94,12 +45,13 @@ where
     F::Output: Send + 'static,
 {
     std::thread::spawn(move || {
-        SIDE.with(|s| s.set(side));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(f)
+        with_side(side, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(f)
+        })
     })
 }
 

@@ -465,11 +465,7 @@ impl System for Cusp {
                 })
             },
         )?;
-        Ok(arrivals
-            .iter()
-            .zip(&starts)
-            .map(|(a, s)| Duration::from_nanos(a.saturating_sub(*s)))
-            .collect())
+        Ok(super::delays(&arrivals, &starts))
     }
 
     /// Idle connections: `connections` client endpoints (bound and their drivers
@@ -486,14 +482,10 @@ impl System for Cusp {
     /// end), cusp's per unidirectional stream (an out-stream on one end, an in-stream
     /// on the other).
     fn memory(&self, connections: usize, streams: usize) -> Result<MemoryResult> {
-        let (conn_rss, conn_heap) = memory_conns(connections)?;
-        let (stream_rss, stream_heap) = memory_streams(streams)?;
-        Ok(MemoryResult {
-            conn_rss: Some(conn_rss),
-            conn_heap: Some(conn_heap),
-            stream_rss: Some(stream_rss),
-            stream_heap: Some(stream_heap),
-        })
+        Ok(MemoryResult::of(
+            memory_conns(connections)?,
+            memory_streams(streams)?,
+        ))
     }
 }
 

@@ -104,6 +104,15 @@ impl TlsMaterial {
     }
 }
 
+/// Pairwise `arrival − start` of nanosecond timestamps (first-byte samples).
+pub fn delays(arrivals: &[u64], starts: &[u64]) -> Vec<std::time::Duration> {
+    arrivals
+        .iter()
+        .zip(starts)
+        .map(|(a, s)| std::time::Duration::from_nanos(a.saturating_sub(*s)))
+        .collect()
+}
+
 /// Nanoseconds since `base`, for timestamps carried inside messages.
 pub fn nanos_since(base: std::time::Instant) -> u64 {
     u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX)

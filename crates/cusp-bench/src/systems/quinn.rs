@@ -386,11 +386,7 @@ impl System for Quinn {
                 })
             },
         )?;
-        Ok(arrivals
-            .iter()
-            .zip(&starts)
-            .map(|(a, s)| Duration::from_nanos(a.saturating_sub(*s)))
-            .collect())
+        Ok(super::delays(&arrivals, &starts))
     }
 
     /// Idle connections: `connections` handshaken connections with quinn's default
@@ -400,14 +396,10 @@ impl System for Quinn {
     /// sees them), the server accepts and reads each; delta from before the
     /// connect, so each stream's share includes its preallocated slot.
     fn memory(&self, connections: usize, streams: usize) -> Result<MemoryResult> {
-        let (conn_rss, conn_heap) = memory_conns(connections)?;
-        let (stream_rss, stream_heap) = memory_streams(streams)?;
-        Ok(MemoryResult {
-            conn_rss: Some(conn_rss),
-            conn_heap: Some(conn_heap),
-            stream_rss: Some(stream_rss),
-            stream_heap: Some(stream_heap),
-        })
+        Ok(MemoryResult::of(
+            memory_conns(connections)?,
+            memory_streams(streams)?,
+        ))
     }
 }
 

@@ -198,11 +198,7 @@ fn first_byte_generic(samples: usize, tls: bool) -> Result<Vec<Duration>> {
             Ok(starts)
         },
     )?;
-    Ok(arrivals
-        .iter()
-        .zip(&starts)
-        .map(|(a, s)| Duration::from_nanos(a.saturating_sub(*s)))
-        .collect())
+    Ok(super::delays(&arrivals, &starts))
 }
 
 impl System for Tcp {

@@ -167,24 +167,19 @@ pub(crate) fn tag(r: &[u8; 16], s: &[u8; 16], msg: &[u8]) -> [u8; 16] {
 /// Full carry, reduction mod 2^130 − 5 (constant time), then `+ s mod 2^128`.
 fn finish(h: [u64; 3], s: &[u8; 16]) -> [u8; 16] {
     let [mut h0, mut h1, mut h2] = h;
-    let mut c = h1 >> 44;
-    h1 &= M44;
-    h2 += c;
-    c = h2 >> 42;
-    h2 &= M42;
-    h0 += c * 5;
-    c = h0 >> 44;
-    h0 &= M44;
-    h1 += c;
-    c = h1 >> 44;
-    h1 &= M44;
-    h2 += c;
-    c = h2 >> 42;
-    h2 &= M42;
-    h0 += c * 5;
-    c = h0 >> 44;
-    h0 &= M44;
-    h1 += c;
+    let mut c;
+    // Two carry rounds leave every limb within its width.
+    for _ in 0..2 {
+        c = h1 >> 44;
+        h1 &= M44;
+        h2 += c;
+        c = h2 >> 42;
+        h2 &= M42;
+        h0 += c * 5;
+        c = h0 >> 44;
+        h0 &= M44;
+        h1 += c;
+    }
 
     // g = h + 5 − 2^130; keep g if it did not go negative.
     let mut g0 = h0 + 5;
