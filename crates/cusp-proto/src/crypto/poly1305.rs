@@ -41,6 +41,10 @@ impl R {
         let r0 = t0 & 0xffc_0fff_ffff;
         let r1 = ((t0 >> 44) | (t1 << 20)) & 0xfff_ffc0_ffff;
         let r2 = (t1 >> 24) & 0x00f_ffff_fc0f;
+        R::from_limbs([r0, r1, r2])
+    }
+
+    fn from_limbs([r0, r1, r2]: [u64; 3]) -> R {
         R {
             r0,
             r1,
@@ -49,20 +53,11 @@ impl R {
             s2: r2 * 20,
         }
     }
-}
 
-impl R {
     /// `r²`, partially reduced (limbs stay below 2^45, which the products of
     /// [`blocks2`] allow).
     fn squared(&self) -> R {
-        let [r0, r1, r2] = reduce(self.mul([self.r0, self.r1, self.r2]));
-        R {
-            r0,
-            r1,
-            r2,
-            s1: r1 * 20,
-            s2: r2 * 20,
-        }
+        R::from_limbs(reduce(self.mul([self.r0, self.r1, self.r2])))
     }
 
     /// The unreduced product `h · r` as three column sums.
