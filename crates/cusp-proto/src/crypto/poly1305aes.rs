@@ -69,16 +69,12 @@ impl Poly1305AesKey {
                 index = index.wrapping_add(1);
             }
             self.aes.encrypt_blocks(&mut blocks[..n]);
-            for (bytes, ks) in chunk.chunks_mut(16).zip(blocks.iter()) {
-                if let Ok(word) = <&mut [u8; 16]>::try_from(&mut *bytes) {
-                    let k: [u8; 16] = (*ks).into();
-                    *word = (u128::from_ne_bytes(*word) ^ u128::from_ne_bytes(k)).to_ne_bytes();
-                } else {
-                    for (d, k) in bytes.iter_mut().zip(ks.iter()) {
-                        *d ^= k;
-                    }
-                }
+            let mut whole = chunk.chunks_exact_mut(16);
+            for (bytes, ks) in (&mut whole).zip(blocks.iter()) {
+                xor_in(bytes, ks);
             }
+            // A partial last block uses the block after the whole ones.
+            xor_in(whole.into_remainder(), &blocks[n - 1]);
         }
         for b in blocks.iter_mut() {
             b.as_mut_slice().zeroize();
@@ -103,6 +99,13 @@ impl Poly1305AesKey {
     pub fn mac(&self, counter: u64, msg: &[u8]) -> [u8; TAG_LEN] {
         let nonce: [u8; 16] = Self::counter_block(counter, NONCE_BLOCK_INDEX).into();
         self.mac_with_nonce(&nonce, msg)
+    }
+}
+
+/// `data ^= keystream` over the shorter of the two.
+fn xor_in(data: &mut [u8], keystream: &[u8]) {
+    for (d, k) in data.iter_mut().zip(keystream) {
+        *d ^= k;
     }
 }
 

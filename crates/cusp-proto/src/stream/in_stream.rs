@@ -1,6 +1,7 @@
 //! The reader side of a stream (`spec/streams.md` §2.2).
 //!
-//! Received bytes are copied once: in-order bytes into a FIFO of ready chunks,
+//! Received bytes are copied once: in-order bytes into a FIFO of ready chunks
+//! ([`ReadyQueue`](super::ready)),
 //! early bytes into an out-of-order map whose ranges never overlap (duplicates
 //! and overlaps are trimmed on insertion, copying only the new bytes, so a
 //! duplicate never grows memory).
@@ -18,11 +19,12 @@
 //! once everything received was read, so an idle stream holds no allocation
 //! of its own.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
 use super::codec::{write_reader_barrier, write_reader_resets};
+use super::ready::ReadyQueue;
 use super::{BARRIER_INCREMENT, MIN_WINDOW, WINDOW_MAX, unwrap_offset_checked};
 
 /// Per-stream settings of an [`InStream`].
@@ -139,10 +141,8 @@ pub struct InTicket(TicketKind);
 /// The received bytes the application has not read yet (only while there are any).
 #[derive(Debug, Default)]
 struct RecvBuf {
-    /// In-order chunks, oldest first.
-    ready: VecDeque<Bytes>,
-    /// Bytes in `ready`.
-    ready_bytes: usize,
+    /// In-order bytes, oldest first.
+    ready: ReadyQueue,
     /// Out-of-order ranges, keyed by absolute start, never overlapping, all > edge.
     ooo: BTreeMap<u64, Bytes>,
     /// Bytes in `ooo`.
@@ -279,12 +279,10 @@ impl InStream {
             return;
         }
         let mut edge = self.edge;
+        let hint = self.window as usize / 8;
         let b = self.buf_mut();
-        if !data.is_empty() {
-            b.ready.push_back(Bytes::copy_from_slice(data));
-            b.ready_bytes += data.len();
-            edge += data.len() as u64;
-        }
+        b.ready.push_copy(data, hint);
+        edge += data.len() as u64;
         while let Some(entry) = b.ooo.first_entry() {
             let o = *entry.key();
             if o > edge {
@@ -294,9 +292,7 @@ impl InStream {
             b.ooo_bytes -= c.len();
             let e = o + c.len() as u64;
             if e > edge {
-                let c = c.slice((edge - o) as usize..);
-                b.ready_bytes += c.len();
-                b.ready.push_back(c);
+                b.ready.push(c.slice((edge - o) as usize..));
                 edge = e;
             }
         }
@@ -386,14 +382,8 @@ impl InStream {
         let Some(b) = self.buf.as_deref_mut().filter(|b| !b.ready.is_empty()) else {
             return self.end_of_data();
         };
-        if max == 0 {
+        let Some(give) = b.ready.pop_chunk(max) else {
             return ReadResult::Data(Bytes::new());
-        }
-        let front = b.ready.front_mut().expect("not empty");
-        let give = if max >= front.len() {
-            b.ready.pop_front().expect("front exists")
-        } else {
-            front.split_to(max)
         };
         self.consumed(give.len());
         ReadResult::Data(give)
@@ -407,20 +397,7 @@ impl InStream {
         let Some(b) = self.buf.as_deref_mut().filter(|b| !b.ready.is_empty()) else {
             return self.end_of_data();
         };
-        let mut n = 0;
-        while n < buf.len() {
-            let Some(front) = b.ready.front_mut() else {
-                break;
-            };
-            let k = front.len().min(buf.len() - n);
-            buf[n..n + k].copy_from_slice(&front[..k]);
-            if k == front.len() {
-                b.ready.pop_front();
-            } else {
-                let _ = front.split_to(k);
-            }
-            n += k;
-        }
+        let n = b.ready.read_into(buf);
         self.consumed(n);
         ReadResult::Data(n)
     }
@@ -433,11 +410,7 @@ impl InStream {
         let Some(b) = self.buf.as_deref_mut().filter(|b| !b.ready.is_empty()) else {
             return self.end_of_data();
         };
-        let n = b.ready_bytes;
-        out.reserve(n);
-        for c in b.ready.drain(..) {
-            out.extend_from_slice(&c);
-        }
+        let n = b.ready.drain_into(out);
         self.consumed(n);
         ReadResult::Data(n)
     }
@@ -452,9 +425,6 @@ impl InStream {
     }
 
     fn consumed(&mut self, n: usize) {
-        if let Some(b) = self.buf.as_deref_mut() {
-            b.ready_bytes -= n;
-        }
         self.release_if_empty();
         self.bytes_delivered += n as u64;
         self.update_barrier();
@@ -489,7 +459,7 @@ impl InStream {
 
     /// Bytes received in order but not yet read (`queuedUnread`).
     pub fn ready_bytes(&self) -> usize {
-        self.buf.as_ref().map_or(0, |b| b.ready_bytes)
+        self.buf.as_ref().map_or(0, |b| b.ready.len())
     }
 
     /// Bytes buffered out of order (`queuedOutOfOrder`).

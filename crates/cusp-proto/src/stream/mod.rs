@@ -54,6 +54,7 @@ mod codec;
 pub mod ids;
 pub mod in_stream;
 pub mod out_stream;
+mod ready;
 pub mod scheduler;
 #[cfg(test)]
 mod test_util;
