@@ -144,10 +144,25 @@ impl fmt::Debug for PrivateKey {
 /// A public key: the suite and the 32 bytes of field B. A remote host's identity;
 /// compared bytewise.
 // spec: channel.md §3.2
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PublicKey {
     suite: PublicKeySuite,
     bytes: [u8; 32],
+}
+
+/// Hashes the key as two 64-bit words (the 32 bytes folded by XOR): keys are
+/// curve points, so 128 bits separate any two a table will hold, and tables
+/// keyed by host are looked up several times per datagram.
+impl std::hash::Hash for PublicKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&self.bytes[i..i + 8]);
+            u64::from_le_bytes(w)
+        };
+        state.write_u64(word(0) ^ word(16));
+        state.write_u64(word(8) ^ word(24));
+    }
 }
 
 impl PublicKey {
