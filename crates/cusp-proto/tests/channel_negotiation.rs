@@ -728,6 +728,46 @@ fn established_nostate_with_tail_when_idle_dies() {
     assert_eq!(c.ctx.unbound, 1);
 }
 
+/// Simultaneous close: the NOSTATE answering our finish datagram arrives after we
+/// sent another datagram. An idle host accepts it; a busy one does not.
+#[test]
+fn idle_host_accepts_nostate_for_its_last_finish_datagram() {
+    let now = Instant::now();
+    let (mut c, _s) = established(now);
+    c.ch.handle_timeout(now + Duration::from_millis(20), &mut c.ctx);
+    let peer = TestContext::from_seed(9);
+    let hello = hello_from(&peer, default_bits(), &some_point(), CLIENT, HELLO_LEN);
+    let nostate_for = |d: &[u8]| [&[0u8; 8][..], &d[d.len() - 16..]].concat();
+    let mut send = |c: &mut Peer, zombie: bool| {
+        c.ctx.force_zombie = Some(zombie);
+        c.deliver(now, &hello);
+        let d = c.transmit(now).unwrap();
+        assert_eq!(
+            MessageType::of(&d).unwrap() == MessageType::DataFinish,
+            zombie
+        );
+        d
+    };
+    let finish = send(&mut c, true);
+    let plain = send(&mut c, false);
+    // Busy: only the last datagram's tail counts.
+    c.deliver(now, &nostate_for(&finish));
+    assert_eq!(c.ch.state(), ChannelState::Established);
+    // A NOSTATE for an older datagram without the finish flag never counts.
+    let _ = send(&mut c, true);
+    let _ = send(&mut c, false);
+    c.ctx.force_zombie = Some(true);
+    c.deliver(now, &nostate_for(&plain));
+    assert_eq!(c.ch.state(), ChannelState::Established);
+    // Idle: the answer to the last finish datagram closes the channel.
+    let finish = send(&mut c, true);
+    let _ = send(&mut c, false);
+    c.ctx.force_zombie = Some(true);
+    c.deliver(now, &nostate_for(&finish));
+    assert!(c.ch.is_dead());
+    assert_eq!(c.ctx.unbound, 1);
+}
+
 #[test]
 fn refused_payload_is_not_acknowledged_and_comes_again() {
     let now = Instant::now();

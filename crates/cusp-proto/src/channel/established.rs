@@ -76,6 +76,9 @@ pub(super) struct Established<C: CongestionControl = Reno> {
     pub(super) tail: Tail,
     /// The last DATA we sent carried the finish flag.
     finish_sent: bool,
+    /// Tail of the last DATA we sent with the finish flag: while idle we also
+    /// accept a NOSTATE echoing it (docs/decisions.md "Closing NOSTATE").
+    pub(super) finish_tail: Tail,
     /// TSN of the last DATA datagram sent.
     tsn: u64,
     /// Largest authenticated peer TSN: the reference for extending the next (R1).
@@ -104,6 +107,7 @@ impl<C: CongestionControl + Default> Established<C> {
             loopback,
             tail: Tail::EMPTY,
             finish_sent: false,
+            finish_tail: Tail::EMPTY,
             tsn: initial_tsn,
             // Both peers use the same initial TSN (a testing knob, see ChannelConfig).
             max_peer_tsn: initial_tsn,
@@ -201,6 +205,9 @@ impl<C: CongestionControl> Established<C> {
         self.keys
             .seal(tsn, &mut buf[..len], HEADER_LEN, !self.no_encrypt);
         self.tail = Tail::of(&buf[..len]);
+        if self.finish_sent {
+            self.finish_tail = self.tail;
+        }
         self.stats.data_sent += 1;
         len
     }

@@ -339,10 +339,16 @@ impl<C: CongestionControl + Default> Channel<C> {
                 }
             }
             State::Established(e) => {
+                let zombie = ctx.host_is_zombie();
                 if !e.tail.matches(token) {
+                    // An idle host also takes the answer to its last finish
+                    // datagram when it sent others since (simultaneous close).
+                    if zombie && e.finish_tail.matches(token) {
+                        self.die(now, ctx);
+                    }
                     return;
                 }
-                if ctx.host_is_zombie() {
+                if zombie {
                     self.die(now, ctx);
                 } else {
                     // The peer lost our state (restart) or we moved: renegotiate.
