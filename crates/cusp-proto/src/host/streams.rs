@@ -15,7 +15,6 @@
 //! ([`Links`]), so it can visit its own streams without a per-host map.
 
 use crate::hash::HashMap;
-use std::net::SocketAddrV4;
 
 use crate::stream::scheduler::SchedEntry;
 
@@ -37,8 +36,26 @@ pub(super) type HostId = u32;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Owner {
     Host(HostId),
-    /// Parked on a contact waiting for the channel to this address.
-    Pending(SocketAddrV4),
+    /// Parked on a contact, waiting for its channel (the contact lists it).
+    Pending,
+}
+
+/// How a record stores its [`Owner`]: the host's id, or [`NIL`] while parked.
+impl Owner {
+    fn encode(self) -> u32 {
+        match self {
+            Owner::Host(id) => id,
+            Owner::Pending => NIL,
+        }
+    }
+
+    fn decode(v: u32) -> Owner {
+        if v == NIL {
+            Owner::Pending
+        } else {
+            Owner::Host(v)
+        }
+    }
 }
 
 /// The direction-specific part of a record.
@@ -52,11 +69,24 @@ pub(super) enum Kind {
 #[derive(Debug)]
 pub(super) struct Rec {
     pub handle: StreamHandle,
-    pub owner: Owner,
+    /// [`Owner::encode`]d.
+    owner: u32,
+    /// The service the stream was opened to.
+    pub service: u16,
     /// Its place in the owning host's scheduler (unused while parked).
     pub sched: SchedEntry,
     links: Links,
     pub kind: Kind,
+}
+
+impl Rec {
+    pub(super) fn owner(&self) -> Owner {
+        Owner::decode(self.owner)
+    }
+
+    pub(super) fn set_owner(&mut self, owner: Owner) {
+        self.owner = owner.encode();
+    }
 }
 
 /// Neighbours in the owning host's list of streams.
@@ -138,7 +168,12 @@ impl Streams {
 
     /// Stores a new record and returns its (fresh) handle; `None` when the
     /// table holds 2^24 streams already.
-    pub(super) fn insert(&mut self, owner: Owner, kind: Kind) -> Option<StreamHandle> {
+    pub(super) fn insert(
+        &mut self,
+        owner: Owner,
+        service: u16,
+        kind: Kind,
+    ) -> Option<StreamHandle> {
         let slot = match self.free.pop() {
             Some(s) => s,
             None if u64::from(self.high) <= SLOT_MASK => {
@@ -154,7 +189,8 @@ impl Streams {
         let handle = StreamHandle(self.serial << SLOT_BITS | u64::from(slot));
         *self.cell_mut(slot) = Some(Rec {
             handle,
-            owner,
+            owner: owner.encode(),
+            service,
             sched: SchedEntry::default(),
             links: Links::UNLINKED,
             kind,
@@ -345,28 +381,31 @@ mod tests {
     use crate::stream::{InStream, OutStream};
 
     fn out() -> Kind {
-        Kind::Out(OutRec::new(OutStream::default(), 1))
+        Kind::Out(OutRec::new(OutStream::default()))
     }
 
     /// Every open stream costs one record (plus its wire-id entry): keep it small.
     #[test]
     fn records_stay_small() {
         use std::mem::size_of;
-        assert!(size_of::<OutStream>() <= 40, "{}", size_of::<OutStream>());
-        assert!(size_of::<InStream>() <= 56, "{}", size_of::<InStream>());
-        // An out-record fits beside the in-record's niche: no separate tag.
-        assert!(size_of::<Kind>() <= 72, "{}", size_of::<Kind>());
-        assert!(size_of::<Rec>() <= 104, "{}", size_of::<Rec>());
+        assert!(size_of::<OutStream>() <= 32, "{}", size_of::<OutStream>());
+        assert!(size_of::<InStream>() <= 40, "{}", size_of::<InStream>());
+        assert!(size_of::<OutRec>() <= 48, "{}", size_of::<OutRec>());
+        assert!(size_of::<InRec>() <= 56, "{}", size_of::<InRec>());
+        // The out-record fits beside the in-record's niche: no separate tag.
+        assert!(size_of::<Kind>() <= 56, "{}", size_of::<Kind>());
+        assert!(size_of::<Rec>() <= 88, "{}", size_of::<Rec>());
+        assert_eq!(size_of::<Option<Rec>>(), size_of::<Rec>());
     }
 
     #[test]
     fn handles_are_unique_and_stale_ones_miss() {
         let mut s = Streams::default();
-        let a = s.insert(Owner::Host(0), out()).unwrap();
-        let b = s.insert(Owner::Host(0), out()).unwrap();
+        let a = s.insert(Owner::Host(0), 1, out()).unwrap();
+        let b = s.insert(Owner::Host(0), 1, out()).unwrap();
         assert!(a < b);
         assert!(s.remove(a).is_some());
-        let c = s.insert(Owner::Host(0), out()).unwrap();
+        let c = s.insert(Owner::Host(0), 1, out()).unwrap();
         assert_eq!(slot(a), slot(c), "slot reused");
         assert!(s.get(a).is_none() && s.remove(a).is_none());
         assert!(s.get(c).is_some() && b < c);
@@ -378,7 +417,7 @@ mod tests {
         let mut s = Streams::default();
         let mut l = List::default();
         let hs: Vec<_> = (0..5)
-            .map(|_| s.insert(Owner::Host(0), out()).unwrap())
+            .map(|_| s.insert(Owner::Host(0), 1, out()).unwrap())
             .collect();
         for &h in &hs {
             s.link(&mut l, h);
@@ -396,13 +435,14 @@ mod tests {
     fn pages_grow_by_one_and_go_back_when_empty() {
         let mut s = Streams::default();
         let hs: Vec<_> = (0..=PAGE)
-            .map(|_| s.insert(Owner::Host(0), out()).unwrap())
+            .map(|_| s.insert(Owner::Host(0), 1, out()).unwrap())
             .collect();
         assert_eq!(s.pages.len(), 2);
         let i = s
             .insert(
                 Owner::Host(1),
-                Kind::In(InRec::new(InStream::default(), 0, 1, true)),
+                1,
+                Kind::In(InRec::new(InStream::default(), 0, true)),
             )
             .unwrap();
         assert!(s.in_rec(i).is_some() && s.out(i).is_none());
@@ -410,7 +450,7 @@ mod tests {
             s.remove(h).unwrap();
         }
         assert!(s.pages.is_empty() && s.len() == 0);
-        let next = s.insert(Owner::Host(0), out()).unwrap();
+        let next = s.insert(Owner::Host(0), 1, out()).unwrap();
         assert_eq!(slot(next), 0);
         assert!(next > i, "serials keep counting");
     }
@@ -420,8 +460,8 @@ mod tests {
         let mut s = Streams::default();
         let mut ids = WireIds::default();
         let (a, b) = (
-            s.insert(Owner::Host(0), out()).unwrap(),
-            s.insert(Owner::Host(0), out()).unwrap(),
+            s.insert(Owner::Host(0), 1, out()).unwrap(),
+            s.insert(Owner::Host(0), 1, out()).unwrap(),
         );
         ids.insert_out(5, a);
         ids.insert_in(0xFFFE, b);
