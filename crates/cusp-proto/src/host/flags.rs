@@ -19,6 +19,8 @@ pub(super) enum Flag {
     Boosted = 1 << 5,
     /// Counted in the host's live streams (not reset).
     Live = 1 << 6,
+    /// The application holds a handle ([`HostTable::hold`](super::HostTable::hold)).
+    Held = 1 << 7,
 }
 
 /// A set of [`Flag`]s.

@@ -66,7 +66,7 @@ use crate::channel::{EstablishedInfo, PacketId};
 use crate::crypto::PublicKey;
 use crate::endpoint::host_layer::{ChannelRequest, HostLayer};
 use crate::stream::{OutStream, ReadResult};
-use flags::Flag;
+use flags::{Flag, Flags};
 use hosts::Hosts;
 use state::{Ctx, Events, Host, OutRec, WriteData};
 use streams::{Kind, Owner, Streams};
@@ -318,7 +318,7 @@ impl HostTable {
         for h in p.streams {
             if !host.add_out(&mut ctx, h)
                 && let Some(rec) = ctx.streams.remove(h)
-                && matches!(rec.kind, Kind::Out(r) if !r.flags.has(Flag::AppReset))
+                && matches!(rec.kind, Kind::Out(r) if wants_final_event(r.flags))
             {
                 ctx.events.push(HostEvent::StreamReset {
                     handle: h,
@@ -338,7 +338,7 @@ impl HostTable {
             let Some(Kind::Out(rec)) = self.streams.remove(h).map(|r| r.kind) else {
                 continue;
             };
-            if !rec.flags.has(Flag::AppReset) {
+            if wants_final_event(rec.flags) {
                 self.events.push(if rec.flags.has(Flag::AppShutdown) {
                     HostEvent::StreamFinished {
                         handle: h,
@@ -557,6 +557,41 @@ impl HostTable {
         self.with_in(h, |s| s.read_to_vec(out))
     }
 
+    // ---- application handles -------------------------------------------------
+
+    /// Notes that the application holds a handle for stream `h` (see
+    /// [`HostTable::held_streams`]); `false` for an unknown handle.
+    pub fn hold(&mut self, h: StreamHandle) -> bool {
+        let Some(rec) = self.streams.get_mut(h) else {
+            return false;
+        };
+        rec.kind.flags_mut().set(Flag::Held, true);
+        true
+    }
+
+    /// The application's handle for `h` went away: no final event
+    /// ([`HostEvent::StreamFinished`], [`HostEvent::StreamReset`]) is queued
+    /// for `h` any more. `false` if the core forgot `h` already (its final
+    /// event may still be queued).
+    pub fn release(&mut self, h: StreamHandle) -> bool {
+        let Some(rec) = self.streams.get_mut(h) else {
+            return false;
+        };
+        let flags = rec.kind.flags_mut();
+        flags.set(Flag::Held, false);
+        flags.set(Flag::Reported, true);
+        true
+    }
+
+    /// Every stream the application holds a handle for and the core still knows.
+    pub fn held_streams(&self) -> Vec<StreamHandle> {
+        self.streams
+            .all()
+            .filter(|r| r.kind.flags().has(Flag::Held))
+            .map(|r| r.handle)
+            .collect()
+    }
+
     // ---- queries ---------------------------------------------------------------
 
     /// The peer of a stream (`None` for an unknown handle or a parked contact stream).
@@ -716,6 +751,12 @@ impl HostTable {
             }
         }
     }
+}
+
+/// A parked stream ending gets a final event unless the application reset it
+/// or released its handle.
+fn wants_final_event(flags: Flags) -> bool {
+    !flags.has(Flag::AppReset) && !flags.has(Flag::Reported)
 }
 
 fn data_len(d: &WriteData<'_>) -> usize {

@@ -139,7 +139,7 @@ pub(super) struct OutRec {
     /// Wire id, assigned at first pull (§1.8); [`NO_ID`] before. While a hosted
     /// stream has none it holds a `StreamIds` reservation.
     wire_id: u16,
-    /// Connect, AppShutdown, AppReset, Blocked, Reported, Boosted, Live.
+    /// Connect, AppShutdown, AppReset, Blocked, Reported, Boosted, Live, Held.
     pub flags: Flags,
     /// Wake a blocked writer only once this much send buffer is free (clamped
     /// to the send buffer; 0: as soon as any byte is free).
@@ -176,7 +176,7 @@ pub(super) struct InRec {
     /// A `bool`, not a flag bit: its niche holds the tag of [`Kind`], so
     /// `Kind` is no larger than this record.
     visible: bool,
-    /// AppReset, Reported, Live.
+    /// AppReset, Reported, Live, Held.
     pub flags: Flags,
     acct: InAcct,
 }

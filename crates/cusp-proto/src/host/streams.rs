@@ -18,6 +18,7 @@ use crate::hash::HashMap;
 
 use crate::stream::scheduler::SchedEntry;
 
+use super::flags::Flags;
 use super::state::{InRec, OutRec};
 use super::types::StreamHandle;
 
@@ -86,6 +87,22 @@ impl Rec {
 
     pub(super) fn set_owner(&mut self, owner: Owner) {
         self.owner = owner.encode();
+    }
+}
+
+impl Kind {
+    pub(super) fn flags(&self) -> Flags {
+        match self {
+            Kind::Out(r) => r.flags,
+            Kind::In(r) => r.flags,
+        }
+    }
+
+    pub(super) fn flags_mut(&mut self) -> &mut Flags {
+        match self {
+            Kind::Out(r) => &mut r.flags,
+            Kind::In(r) => &mut r.flags,
+        }
     }
 }
 
@@ -314,6 +331,11 @@ impl Streams {
             cur = r.links.next;
             Some(r)
         })
+    }
+
+    /// Every record of the table.
+    pub(super) fn all(&self) -> impl Iterator<Item = &Rec> {
+        self.pages.iter().flat_map(|p| p.iter().flatten())
     }
 
     /// The handles on `list`, sorted (creation order).
