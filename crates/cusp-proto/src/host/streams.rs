@@ -347,12 +347,29 @@ impl Streams {
 }
 
 /// A host's streams by wire id: a table indexed by id for our out-stream ids
-/// (allocated densely from 0), a map for the peer's in-stream ids (so a
-/// sparse choice cannot inflate it). Both store 4-byte slots.
+/// (allocated densely from 0, 4-byte slots), a map for the peer's in-stream
+/// ids (so a sparse choice cannot inflate it; 6-byte entries).
 #[derive(Debug, Default)]
 pub(super) struct WireIds {
     outs: Vec<u32>,
-    ins: HashMap<u16, u32>,
+    ins: HashMap<u16, PackedSlot>,
+}
+
+/// A slot in 3 bytes (slots have [`SLOT_BITS`] bits), so that an entry keyed
+/// by a `u16` wire id takes 6 bytes instead of 8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PackedSlot([u8; 3]);
+
+impl PackedSlot {
+    fn new(slot: u32) -> Self {
+        let [a, b, c, _] = slot.to_le_bytes();
+        PackedSlot([a, b, c])
+    }
+
+    fn get(self) -> u32 {
+        let [a, b, c] = self.0;
+        u32::from_le_bytes([a, b, c, 0])
+    }
 }
 
 impl WireIds {
@@ -377,19 +394,19 @@ impl WireIds {
     }
 
     pub(super) fn insert_in(&mut self, id: u16, h: StreamHandle) {
-        self.ins.insert(id, slot(h));
+        self.ins.insert(id, PackedSlot::new(slot(h)));
     }
 
     /// Unmaps `id` if it still names `h`.
     pub(super) fn remove_in(&mut self, id: u16, h: StreamHandle) {
-        if self.ins.get(&id) == Some(&slot(h)) {
+        if self.ins.get(&id) == Some(&PackedSlot::new(slot(h))) {
             self.ins.remove(&id);
         }
     }
 
     /// The in-stream with wire id `id`.
     pub(super) fn in_stream(&self, streams: &Streams, id: u16) -> Option<StreamHandle> {
-        streams.handle_at(*self.ins.get(&id)?)
+        streams.handle_at(self.ins.get(&id)?.get())
     }
 
     pub(super) fn clear(&mut self) {
@@ -418,6 +435,12 @@ mod tests {
         assert!(size_of::<Kind>() <= 56, "{}", size_of::<Kind>());
         assert!(size_of::<Rec>() <= 88, "{}", size_of::<Rec>());
         assert_eq!(size_of::<Option<Rec>>(), size_of::<Rec>());
+        assert_eq!(size_of::<(u16, PackedSlot)>(), 6);
+        let top = SLOT_MASK as u32;
+        assert_eq!(
+            (PackedSlot::new(top).get(), PackedSlot::new(5).get()),
+            (top, 5)
+        );
     }
 
     #[test]
