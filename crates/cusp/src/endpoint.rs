@@ -67,7 +67,7 @@ impl End {
 /// Everything behind the endpoint's mutex.
 pub(crate) struct State {
     pub ep: ProtoEndpoint<HostTable>,
-    /// Every stream with a live handle.
+    /// What the live stream handles have to learn or wake on.
     pub streams: Slots,
     pub advertised: HashMap<u16, mpsc::UnboundedSender<Accepted>>,
     pub listeners: HashMap<(PublicKey, u16), mpsc::UnboundedSender<Accepted>>,
@@ -210,13 +210,13 @@ impl State {
                     }
                 }
                 HostEvent::ContactFailed(addr) => {
+                    // The contact lists live handles only (their drop takes them off).
                     for h in self.contacts.remove(&addr).unwrap_or_default() {
-                        if let Some(s) = self.streams.entry(h) {
-                            let r = s.rare_mut();
-                            r.contact = None;
-                            r.end = Some(End::ContactFailed(addr));
-                            s.wake_all(wake);
-                        }
+                        let s = self.streams.entry(h);
+                        let r = s.rare_mut();
+                        r.contact = None;
+                        r.end = Some(End::ContactFailed(addr));
+                        s.wake_all(wake);
                     }
                 }
                 HostEvent::HostAddressChanged(peer) => {
@@ -232,8 +232,10 @@ impl State {
         }
     }
 
-    /// Records the end of a stream with a live handle: the core forgot it, so its peer
-    /// is kept here (for [`OutStream::host`](crate::OutStream::host)).
+    /// Records the end of a stream with a live handle (the core queues final events for
+    /// held streams only, and a handle's drop dispatches the queue before it removes the
+    /// slot): the core forgot the stream, so its peer is kept here (for
+    /// [`OutStream::host`](crate::OutStream::host)).
     fn end_stream(
         &mut self,
         h: StreamHandle,
@@ -241,14 +243,36 @@ impl State {
         peer: Option<PublicKey>,
         wake: &mut Vec<Waker>,
     ) {
-        if let Some(s) = self.streams.entry(h) {
-            // A parked stream reset by a failing contact: `ContactFailed` follows and
-            // overrides (same dispatch round, before anyone is woken).
-            let r = s.rare_mut();
-            r.end.get_or_insert(end);
-            r.peer = r.peer.or(peer);
-            s.wake_all(wake);
-        }
+        let s = self.streams.entry(h);
+        // A parked stream reset by a failing contact: `ContactFailed` follows and
+        // overrides (same dispatch round, before anyone is woken).
+        let r = s.rare_mut();
+        r.end.get_or_insert(end);
+        r.peer = r.peer.or(peer);
+        s.wake_all(wake);
+    }
+
+    /// Every stream with a live handle: held by the core, or ended with a slot.
+    fn live_handles(&self) -> Vec<StreamHandle> {
+        let mut v = self.ep.hosts().held_streams();
+        v.extend(self.streams.handles());
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// A handle for `h` goes away: the core queues no final event for it any more, the
+    /// queued ones are dispatched (so none records a slot for it later), and its slot
+    /// is removed and returned.
+    pub(crate) fn drop_handle(
+        &mut self,
+        shared: &Arc<Shared>,
+        h: StreamHandle,
+        wake: &mut Vec<Waker>,
+    ) -> Slot {
+        self.ep.hosts_mut().release(h);
+        self.dispatch(shared, wake);
+        self.streams.close(h)
     }
 
     fn incoming(&mut self, shared: &Arc<Shared>, peer: PublicKey, service: u16, h: StreamHandle) {
@@ -262,13 +286,13 @@ impl State {
             let _ = self.ep.hosts_mut().reset(now, h);
             return;
         };
-        self.streams.open(h);
+        self.ep.hosts_mut().hold(h);
         let host = Host::new(EpRef::new(shared.clone()), peer);
         let stream = InStream::new(EpRef::new(shared.clone()), h, service);
         if let Err(mpsc::error::SendError((_, _, stream))) = tx.send((host, service, stream)) {
             // The receiver went away just now: its Drop must not lock (we hold the lock).
             stream.forget();
-            self.streams.close(h);
+            self.ep.hosts_mut().release(h);
             let _ = self.ep.hosts_mut().reset(now, h);
         }
     }
@@ -283,19 +307,18 @@ impl State {
         for (peer, s) in std::mem::take(&mut self.listeners).into_keys() {
             self.ep.hosts_mut().unlisten(&peer, s);
         }
-        let hosts = self.ep.hosts_mut();
-        for h in self.streams.handles() {
+        for h in self.live_handles() {
             let shutdown = self.streams.get(h).is_some_and(Slot::shutdown);
+            let hosts = self.ep.hosts_mut();
             let reset = match hosts.out_stream_info(h) {
                 Some(i) => !shutdown && i.state == OutStreamState::Active,
                 None => hosts.in_stream_info(h).is_some(),
             };
             if reset {
                 let _ = hosts.reset(now, h);
-                if let Some(s) = self.streams.entry(h) {
-                    s.rare_mut().end.get_or_insert(End::Closed);
-                    s.wake_all(wake);
-                }
+                let s = self.streams.entry(h);
+                s.rare_mut().end.get_or_insert(End::Closed);
+                s.wake_all(wake);
             }
         }
         self.ep.poll_requests(now);
@@ -308,11 +331,10 @@ impl State {
         self.advertised.clear();
         self.listeners.clear();
         self.contacts.clear();
-        for h in self.streams.handles() {
-            if let Some(s) = self.streams.entry(h) {
-                s.rare_mut().end.get_or_insert(End::Closed);
-                s.wake_all(wake);
-            }
+        for h in self.live_handles() {
+            let s = self.streams.entry(h);
+            s.rare_mut().end.get_or_insert(End::Closed);
+            s.wake_all(wake);
         }
     }
 }
@@ -452,12 +474,10 @@ impl Endpoint {
                 .set_send_low_water(h, self.ep.send_low_water);
         }
         st.ep.poll_requests(now);
-        st.streams.open(h);
+        st.ep.hosts_mut().hold(h);
         if st.ep.hosts().stream_peer(h).is_none() {
             st.contacts.entry(addr).or_default().push(h);
-            if let Some(s) = st.streams.entry(h) {
-                s.rare_mut().contact = Some(addr);
-            }
+            st.streams.entry(h).rare_mut().contact = Some(addr);
         }
         drop(st);
         self.ep.wake_driver();

@@ -64,7 +64,7 @@ impl Host {
                 .set_send_low_water(h, self.ep.send_low_water);
         }
         st.ep.poll_requests(now);
-        st.streams.open(h);
+        st.ep.hosts_mut().hold(h);
         drop(st);
         self.ep.wake_driver();
         Ok(OutStream::new(self.ep.clone(), h))

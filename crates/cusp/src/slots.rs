@@ -1,10 +1,11 @@
 //! Per-stream wakeup state of the streams that have a live handle.
 //!
 //! Memory: an idle stream (nobody waiting, not ended, not shut down, not parked on a
-//! contact) costs one entry in a set of live handles; a [`Slot`] exists only while there is
-//! something to remember and goes again when its waiters were woken.
+//! contact) costs nothing here (the core's record notes that a handle holds it,
+//! `HostTable::hold`); a [`Slot`] exists only while there is something to remember and
+//! goes again when its waiters were woken, or with the handle.
 
-use cusp_proto::hash::{HashMap, HashSet};
+use cusp_proto::hash::HashMap;
 use std::net::SocketAddrV4;
 use std::task::Waker;
 
@@ -37,12 +38,6 @@ pub(crate) struct Rare {
     /// The application shut the out-stream down (it completes on its own).
     pub shutdown: bool,
 }
-
-/// The slot of a live handle with nothing recorded.
-static EMPTY: Slot = Slot {
-    waiter: None,
-    rare: None,
-};
 
 impl Slot {
     fn is_empty(&self) -> bool {
@@ -87,11 +82,11 @@ impl Slot {
     }
 }
 
-/// The slots of every stream with a live handle.
+/// The slots of the live handles with something recorded. Only a live handle's own
+/// operations, its final event, its contact and the endpoint's closing record anything,
+/// and the handle's drop removes its slot.
 #[derive(Debug, Default)]
 pub(crate) struct Slots {
-    live: HashSet<StreamHandle>,
-    /// Slots of live handles with something recorded (never empty ones).
     recorded: HashMap<StreamHandle, Slot>,
 }
 
@@ -99,31 +94,19 @@ pub(crate) struct Slots {
 const KEPT: usize = 64;
 
 impl Slots {
-    /// A handle for `h` was created.
-    pub(crate) fn open(&mut self, h: StreamHandle) {
-        self.live.insert(h);
+    /// The handle of `h` went away: its slot (empty if nothing was recorded).
+    pub(crate) fn close(&mut self, h: StreamHandle) -> Slot {
+        self.recorded.remove(&h).unwrap_or_default()
     }
 
-    /// The handle of `h` went away: its slot (empty if nothing was recorded), if it was live.
-    pub(crate) fn close(&mut self, h: StreamHandle) -> Option<Slot> {
-        let slot = self.recorded.remove(&h);
-        self.live.remove(&h).then(|| slot.unwrap_or_default())
-    }
-
-    /// The slot of `h` if its handle is live.
+    /// The slot of `h`, if anything is recorded.
     pub(crate) fn get(&self, h: StreamHandle) -> Option<&Slot> {
-        if !self.live.contains(&h) {
-            return None;
-        }
-        Some(self.recorded.get(&h).unwrap_or(&EMPTY))
+        self.recorded.get(&h)
     }
 
-    /// The slot of `h` for recording something, if its handle is live.
-    pub(crate) fn entry(&mut self, h: StreamHandle) -> Option<&mut Slot> {
-        if !self.live.contains(&h) {
-            return None;
-        }
-        Some(self.recorded.entry(h).or_default())
+    /// The slot of `h` for recording something (`h`'s handle must be live).
+    pub(crate) fn entry(&mut self, h: StreamHandle) -> &mut Slot {
+        self.recorded.entry(h).or_default()
     }
 
     /// Runs `f` on the slot of `h` if it holds anything, and drops the slot if it is empty
@@ -143,9 +126,9 @@ impl Slots {
         }
     }
 
-    /// Handles of every live stream.
-    pub(crate) fn handles(&self) -> Vec<StreamHandle> {
-        self.live.iter().copied().collect()
+    /// The handles with a slot.
+    pub(crate) fn handles(&self) -> impl Iterator<Item = StreamHandle> + '_ {
+        self.recorded.keys().copied()
     }
 }
 
@@ -156,7 +139,7 @@ mod tests {
     #[test]
     fn a_waiting_stream_costs_a_waker_and_a_pointer() {
         assert_eq!(std::mem::size_of::<Slot>(), 24);
-        assert!(EMPTY.is_empty() && Slot::default().is_empty());
+        assert!(Slot::default().is_empty());
         let mut slot = Slot::default();
         slot.rare_mut().shutdown = true;
         assert!(!slot.is_empty() && slot.shutdown());

@@ -101,9 +101,7 @@ impl OutStream {
         let now = Instant::now();
         let res = match write(st.ep.hosts_mut(), now) {
             Ok(0) if !empty => {
-                if let Some(s) = st.streams.entry(self.h) {
-                    s.waiter = Some(cx.waker().clone());
-                }
+                st.streams.entry(self.h).waiter = Some(cx.waker().clone());
                 return Poll::Pending;
             }
             Ok(n) => {
@@ -173,9 +171,7 @@ impl OutStream {
             match st.ep.hosts_mut().shutdown(now, self.h) {
                 Ok(()) => {
                     self.shutdown = true;
-                    if let Some(s) = st.streams.entry(self.h) {
-                        s.rare_mut().shutdown = true;
-                    }
+                    st.streams.entry(self.h).rare_mut().shutdown = true;
                     drop(st);
                     self.ep.wake_driver();
                 }
@@ -201,9 +197,7 @@ impl OutStream {
             Some(e) => Some(e),
             None if st.closed => Some(End::Closed),
             None => {
-                if let Some(s) = st.streams.entry(self.h) {
-                    s.waiter = Some(cx.waker().clone());
-                }
+                st.streams.entry(self.h).waiter = Some(cx.waker().clone());
                 None
             }
         };
@@ -300,18 +294,14 @@ impl OutStream {
                 return Poll::Ready(Err(Error::Closed));
             }
             let core_peer = st.ep.hosts().stream_peer(self.h);
-            let Some(s) = st.streams.get(self.h) else {
-                return Poll::Ready(Err(Error::Reset));
-            };
-            if let Some(p) = s.peer().or(core_peer) {
+            let s = st.streams.get(self.h);
+            if let Some(p) = s.and_then(Slot::peer).or(core_peer) {
                 return Poll::Ready(Ok(p));
             }
-            if let Some(end) = s.end() {
+            if let Some(end) = s.and_then(Slot::end) {
                 return Poll::Ready(Err(end.error()));
             }
-            if let Some(s) = st.streams.entry(self.h) {
-                s.waiter = Some(cx.waker().clone());
-            }
+            st.streams.entry(self.h).waiter = Some(cx.waker().clone());
             Poll::Pending
         })
         .await?;
@@ -348,23 +338,23 @@ impl AsyncWrite for OutStream {
 
 impl Drop for OutStream {
     fn drop(&mut self) {
+        let mut wake = Vec::new();
         let mut st = self.ep.0.lock();
         let now = Instant::now();
-        let slot = st.streams.close(self.h);
+        let slot = st.drop_handle(&self.ep.0, self.h, &mut wake);
         let mut reset = false;
-        if let Some(slot) = slot {
-            if let Some(addr) = slot.contact()
-                && let Some(v) = st.contacts.get_mut(&addr)
-            {
-                v.retain(|h| *h != self.h);
-            }
-            if !self.done && !self.shutdown && slot.end().is_none() && !st.closed {
-                // spec: streams.md §5.8 dropping a handle without shutdown resets it
-                reset = st.ep.hosts_mut().reset(now, self.h).is_ok();
-                st.ep.poll_requests(now);
-            }
+        if let Some(addr) = slot.contact()
+            && let Some(v) = st.contacts.get_mut(&addr)
+        {
+            v.retain(|h| *h != self.h);
+        }
+        if !self.done && !self.shutdown && slot.end().is_none() && !st.closed {
+            // spec: streams.md §5.8 dropping a handle without shutdown resets it
+            reset = st.ep.hosts_mut().reset(now, self.h).is_ok();
+            st.ep.poll_requests(now);
         }
         drop(st);
+        wake_all(&mut wake);
         if reset {
             self.ep.wake_driver();
         }
@@ -505,10 +495,8 @@ impl InStream {
             // Reading the end retired the stream: if it was the host's last live one,
             // the channel owes the peer its finish flag (graceful close of an idle
             // channel), and only the driver sends it; nothing else would wake it.
-            if self.eof
-                && let Some(s) = st.streams.entry(self.h)
-            {
-                s.rare_mut().peer = peer;
+            if self.eof {
+                st.streams.entry(self.h).rare_mut().peer = peer;
             }
             let hosts = st.ep.hosts();
             let poke = peer.is_some_and(|p| {
@@ -520,9 +508,7 @@ impl InStream {
             }
             return Poll::Ready(Ok(got > 0));
         }
-        if let Some(s) = st.streams.entry(self.h) {
-            s.waiter = Some(cx.waker().clone());
-        }
+        st.streams.entry(self.h).waiter = Some(cx.waker().clone());
         Poll::Pending
     }
 
@@ -631,12 +617,17 @@ impl Drop for InStream {
         if self.forgotten {
             return;
         }
+        let mut wake = Vec::new();
         let mut st = self.ep.0.lock();
-        st.streams.close(self.h);
-        if !self.done && !self.eof && !st.closed {
+        st.drop_handle(&self.ep.0, self.h, &mut wake);
+        let reset = !self.done && !self.eof && !st.closed;
+        if reset {
             // spec: streams.md §5.8 dropping a handle without reading to the end resets it
             let _ = st.ep.hosts_mut().reset(Instant::now(), self.h);
-            drop(st);
+        }
+        drop(st);
+        wake_all(&mut wake);
+        if reset {
             self.ep.wake_driver();
         }
     }

@@ -41,6 +41,7 @@
 // spec: streams.md §3, §4.2-§4.5
 
 mod config;
+mod flags;
 mod hosts;
 mod state;
 mod streams;
@@ -65,6 +66,7 @@ use crate::channel::{EstablishedInfo, PacketId};
 use crate::crypto::PublicKey;
 use crate::endpoint::host_layer::{ChannelRequest, HostLayer};
 use crate::stream::{OutStream, ReadResult};
+use flags::{Flag, Flags};
 use hosts::Hosts;
 use state::{Ctx, Events, Host, OutRec, WriteData};
 use streams::{Kind, Owner, Streams};
@@ -237,10 +239,10 @@ impl HostTable {
             return Err(ConnectError::ReservedService);
         }
         let host = self.hosts.get_mut(peer).ok_or(ConnectError::UnknownHost)?;
-        let rec = OutRec::new(OutStream::new(), service);
+        let rec = OutRec::new(OutStream::new());
         let h = self
             .streams
-            .insert(Owner::Host(host.id), Kind::Out(rec))
+            .insert(Owner::Host(host.id), service, Kind::Out(rec))
             .ok_or(ConnectError::TooManyStreams)?;
         let mut ctx = ctx!(self, self.now);
         if !host.add_out(&mut ctx, h) {
@@ -294,10 +296,10 @@ impl HostTable {
         if p.streams.len() >= limit {
             return Err(ContactError::TooManyPending);
         }
-        let rec = OutRec::new(OutStream::new(), service);
+        let rec = OutRec::new(OutStream::new());
         let h = self
             .streams
-            .insert(Owner::Pending(addr), Kind::Out(rec))
+            .insert(Owner::Pending, service, Kind::Out(rec))
             .ok_or(ContactError::TooManyPending)?;
         p.streams.push(h);
         self.request(ChannelRequest::Connect(addr));
@@ -316,7 +318,7 @@ impl HostTable {
         for h in p.streams {
             if !host.add_out(&mut ctx, h)
                 && let Some(rec) = ctx.streams.remove(h)
-                && matches!(rec.kind, Kind::Out(r) if !r.app_reset)
+                && matches!(rec.kind, Kind::Out(r) if wants_final_event(r.flags))
             {
                 ctx.events.push(HostEvent::StreamReset {
                     handle: h,
@@ -336,8 +338,8 @@ impl HostTable {
             let Some(Kind::Out(rec)) = self.streams.remove(h).map(|r| r.kind) else {
                 continue;
             };
-            if !rec.app_reset {
-                self.events.push(if rec.app_shutdown {
+            if wants_final_event(rec.flags) {
+                self.events.push(if rec.flags.has(Flag::AppShutdown) {
                     HostEvent::StreamFinished {
                         handle: h,
                         peer: None,
@@ -357,7 +359,7 @@ impl HostTable {
     // ---- stream operations ---------------------------------------------------
 
     fn owner(&self, h: StreamHandle) -> Option<Owner> {
-        Some(self.streams.get(h)?.owner)
+        Some(self.streams.get(h)?.owner())
     }
 
     /// Runs `f` on an out-stream record and re-reads it afterwards.
@@ -373,12 +375,13 @@ impl HostTable {
                 host.refresh_out(&mut ctx, h);
                 Some(r)
             }
-            Owner::Pending(addr) => {
+            Owner::Pending => {
                 let r = f(rec);
-                // A parked stream that completed (reset) leaves the contact.
+                // A parked stream that completed (reset) leaves its contact
+                // (rare: found by search, so records need not keep the address).
                 if rec.stream.is_complete() {
                     self.streams.remove(h);
-                    if let Some(p) = self.pending.get_mut(&addr) {
+                    if let Some(p) = self.pending.values_mut().find(|p| p.streams.contains(&h)) {
                         p.streams.retain(|&k| k != h);
                     }
                 }
@@ -401,11 +404,11 @@ impl HostTable {
                 host.write(&mut ctx, h, data)
                     .ok_or(WriteError::UnknownStream)?
             }
-            Owner::Pending(_) => {
+            Owner::Pending => {
                 let r = self.streams.out_mut(h).ok_or(WriteError::UnknownStream)?;
                 let res = data.write_to(&self.config.out_stream, &mut r.stream, usize::MAX);
                 if matches!(res, Ok(n) if n < data_len(&data)) {
-                    r.blocked = true;
+                    r.flags.set(Flag::Blocked, true);
                 }
                 res
             }
@@ -444,12 +447,16 @@ impl HostTable {
     // spec: streams.md §2.1.2 shutdown
     pub fn shutdown(&mut self, now: Instant, h: StreamHandle) -> Result<(), ShutdownError> {
         self.tick(now);
-        self.with_out(h, |r| r.stream.shutdown().map(|()| r.app_shutdown = true))
-            .ok_or(ShutdownError::UnknownStream)?
-            .map_err(|e| match e {
-                crate::stream::ShutdownError::Reset => ShutdownError::Reset,
-                crate::stream::ShutdownError::AlreadyShutdown => ShutdownError::AlreadyShutdown,
-            })
+        self.with_out(h, |r| {
+            r.stream
+                .shutdown()
+                .map(|()| r.flags.set(Flag::AppShutdown, true))
+        })
+        .ok_or(ShutdownError::UnknownStream)?
+        .map_err(|e| match e {
+            crate::stream::ShutdownError::Reset => ShutdownError::Reset,
+            crate::stream::ShutdownError::AlreadyShutdown => ShutdownError::AlreadyShutdown,
+        })
     }
 
     /// Aborts a stream (in or out). An out-stream sends WRITER_RESETS (or
@@ -462,14 +469,14 @@ impl HostTable {
             && let Some(r) = self.streams.in_mut(h)
             && let Some(host) = self.hosts.by_id_mut(id)
         {
-            r.app_reset = true;
+            r.flags.set(Flag::AppReset, true);
             r.stream.reset();
             let mut ctx = ctx!(self, self.now);
             host.refresh_in(&mut ctx, h, false);
             return Ok(());
         }
         self.with_out(h, |r| {
-            r.app_reset = true;
+            r.flags.set(Flag::AppReset, true);
             if r.id().is_none() {
                 // spec: streams.md §3.6 MAY drop a never-sent stream silently
                 r.stream.on_reader_reset();
@@ -550,20 +557,58 @@ impl HostTable {
         self.with_in(h, |s| s.read_to_vec(out))
     }
 
+    // ---- application handles -------------------------------------------------
+
+    /// Notes that the application holds a handle for stream `h` (see
+    /// [`HostTable::held_streams`]); `false` for an unknown handle.
+    pub fn hold(&mut self, h: StreamHandle) -> bool {
+        let Some(rec) = self.streams.get_mut(h) else {
+            return false;
+        };
+        rec.kind.flags_mut().set(Flag::Held, true);
+        true
+    }
+
+    /// The application's handle for `h` went away: no final event
+    /// ([`HostEvent::StreamFinished`], [`HostEvent::StreamReset`]) is queued
+    /// for `h` any more. `false` if the core forgot `h` already (its final
+    /// event may still be queued).
+    pub fn release(&mut self, h: StreamHandle) -> bool {
+        let Some(rec) = self.streams.get_mut(h) else {
+            return false;
+        };
+        let flags = rec.kind.flags_mut();
+        flags.set(Flag::Held, false);
+        flags.set(Flag::Reported, true);
+        true
+    }
+
+    /// Every stream the application holds a handle for and the core still knows.
+    pub fn held_streams(&self) -> Vec<StreamHandle> {
+        self.streams
+            .all()
+            .filter(|r| r.kind.flags().has(Flag::Held))
+            .map(|r| r.handle)
+            .collect()
+    }
+
     // ---- queries ---------------------------------------------------------------
 
     /// The peer of a stream (`None` for an unknown handle or a parked contact stream).
     pub fn stream_peer(&self, h: StreamHandle) -> Option<PublicKey> {
         match self.owner(h)? {
             Owner::Host(id) => Some(self.hosts.by_id(id)?.key),
-            Owner::Pending(_) => None,
+            Owner::Pending => None,
         }
     }
 
     /// A snapshot of an out-stream.
     pub fn out_stream_info(&self, h: StreamHandle) -> Option<OutStreamInfo> {
-        let r = self.streams.out(h)?;
-        let (peer, room) = match self.owner(h)? {
+        let rec = self.streams.get(h)?;
+        let Kind::Out(r) = &rec.kind else {
+            return None;
+        };
+        let (peer, room) = match rec.owner() {
             Owner::Host(id) => {
                 let host = self.hosts.by_id(id)?;
                 let room = self
@@ -572,12 +617,12 @@ impl HostTable {
                     .saturating_sub(host.out_buffered());
                 (Some(host.key), room)
             }
-            Owner::Pending(_) => (None, usize::MAX),
+            Owner::Pending => (None, usize::MAX),
         };
         let s = &r.stream;
         Some(OutStreamInfo {
             peer,
-            service: r.service,
+            service: rec.service,
             id: r.id(),
             state: s.state(),
             priority: s.priority(),
@@ -585,7 +630,7 @@ impl HostTable {
             queued_inflight: s.inflight_bytes(),
             queued_to_retransmit: s.queued_bytes(),
             writable: s.writable_space(&self.config.out_stream).min(room),
-            connect_pending: r.connect_service != 0,
+            connect_pending: r.flags.has(Flag::Connect),
         })
     }
 
@@ -594,11 +639,12 @@ impl HostTable {
         let Owner::Host(id) = self.owner(h)? else {
             return None;
         };
+        let service = self.streams.get(h)?.service;
         let r = self.streams.in_rec(h)?;
         let s = &r.stream;
         Some(InStreamInfo {
             peer: self.hosts.by_id(id)?.key,
-            service: r.service,
+            service,
             id: r.id,
             state: s.state(),
             bytes_delivered: s.bytes_delivered(),
@@ -705,6 +751,12 @@ impl HostTable {
             }
         }
     }
+}
+
+/// A parked stream ending gets a final event unless the application reset it
+/// or released its handle.
+fn wants_final_event(flags: Flags) -> bool {
+    !flags.has(Flag::AppReset) && !flags.has(Flag::Reported)
 }
 
 fn data_len(d: &WriteData<'_>) -> usize {

@@ -15,6 +15,7 @@ use crate::stream::{
 use crate::wire::segment::{Segment, Segments};
 
 use super::config::HostConfig;
+use super::flags::{Flag, Flags};
 use super::streams::{HostId, Kind, List, Owner, Rec, Streams, WireIds};
 use super::types::{HostEvent, HostStats, StreamHandle};
 
@@ -131,30 +132,19 @@ fn to_u32(n: usize) -> u32 {
     u32::try_from(n).expect("stream buffers hold less than 4 GiB")
 }
 
-/// An out-stream record (§3.1).
+/// An out-stream record (§3.1; its service is in the [`Rec`]).
 #[derive(Debug)]
 pub(super) struct OutRec {
     pub stream: OutStream,
     /// Wire id, assigned at first pull (§1.8); [`NO_ID`] before. While a hosted
     /// stream has none it holds a `StreamIds` reservation.
     wire_id: u16,
-    /// Non-zero until a packet carrying one of the stream's segments is acked.
-    pub connect_service: u16,
-    /// The service connected to (kept for queries).
-    pub service: u16,
-    pub app_shutdown: bool,
-    pub app_reset: bool,
-    /// A write was cut short: wake the application when space returns.
-    pub blocked: bool,
+    /// Connect, AppShutdown, AppReset, Blocked, Reported, Boosted, Live, Held.
+    pub flags: Flags,
     /// Wake a blocked writer only once this much send buffer is free (clamped
     /// to the send buffer; 0: as soon as any byte is free).
     pub low_water: u32,
-    /// The final event (finished / reset) was queued.
-    pub reported: bool,
-    /// Restarted after a wipe: served first until its first pull (§3.8).
-    pub boosted: bool,
     acct: OutAcct,
-    live: bool,
 }
 
 /// The wire id no stream ever gets (§1.8: ids are 0..=0xFFFE).
@@ -166,49 +156,39 @@ impl OutRec {
         (self.wire_id != NO_ID).then_some(self.wire_id)
     }
 
-    pub(super) fn new(stream: OutStream, service: u16) -> Self {
+    pub(super) fn new(stream: OutStream) -> Self {
         OutRec {
             stream,
             wire_id: NO_ID,
-            connect_service: service,
-            service,
-            app_shutdown: false,
-            app_reset: false,
-            blocked: false,
+            flags: Flags::of(Flag::Connect),
             low_water: 0,
-            reported: false,
-            boosted: false,
             acct: OutAcct::default(),
-            live: false,
         }
     }
 }
 
-/// An in-stream record (§3.1).
+/// An in-stream record (§3.1; its service is in the [`Rec`]).
 #[derive(Debug)]
 pub(super) struct InRec {
     pub stream: InStream,
     pub id: u16,
-    pub service: u16,
     /// The application was told about the stream (listener or advertisement).
+    /// A `bool`, not a flag bit: its niche holds the tag of [`Kind`], so
+    /// `Kind` is no larger than this record.
     visible: bool,
-    pub app_reset: bool,
-    reported: bool,
+    /// AppReset, Reported, Live, Held.
+    pub flags: Flags,
     acct: InAcct,
-    live: bool,
 }
 
 impl InRec {
-    pub(super) fn new(stream: InStream, id: u16, service: u16, visible: bool) -> Self {
+    pub(super) fn new(stream: InStream, id: u16, visible: bool) -> Self {
         InRec {
             stream,
             id,
-            service,
             visible,
-            app_reset: false,
-            reported: false,
+            flags: Flags::default(),
             acct: InAcct::default(),
-            live: false,
         }
     }
 }
@@ -353,7 +333,7 @@ impl Host {
         if !matches!(rec.kind, Kind::Out(_)) || self.ids.reserve().is_err() {
             return false;
         }
-        rec.owner = Owner::Host(self.id);
+        rec.set_owner(Owner::Host(self.id));
         rec.sched = self.sched.insert(h, f32::NEG_INFINITY, ctx.now);
         ctx.streams.link(&mut self.streams, h);
         self.outs += 1;
@@ -378,8 +358,11 @@ impl Host {
             // back depends on the EOF of the following segment (§2.2.5).
             stream.reset();
         }
-        let rec = InRec::new(stream, id, service, visible);
-        let Some(h) = ctx.streams.insert(Owner::Host(self.id), Kind::In(rec)) else {
+        let rec = InRec::new(stream, id, visible);
+        let Some(h) = ctx
+            .streams
+            .insert(Owner::Host(self.id), service, Kind::In(rec))
+        else {
             return false;
         };
         ctx.streams.link(&mut self.streams, h);
@@ -433,36 +416,36 @@ impl Host {
         };
         let s = &r.stream;
         let mut prio = s.scheduling_priority();
-        if r.boosted && prio > f32::NEG_INFINITY {
+        if r.flags.has(Flag::Boosted) && prio > f32::NEG_INFINITY {
             // spec: streams.md §3.8 restarted streams go first
             prio = f32::MAX;
         }
         let acct = OutAcct::of(s);
         let live = s.state() != OutStreamState::Reset;
-        let (old_acct, old_live) = (r.acct, r.live);
+        let (old_acct, old_live) = (r.acct, r.flags.has(Flag::Live));
         r.acct = acct;
-        r.live = live;
-        if !r.reported
+        r.flags.set(Flag::Live, live);
+        if !r.flags.has(Flag::Reported)
             && let Some(delivered) = s.shutdown_result()
         {
-            if r.app_shutdown && (delivered || !r.app_reset) {
+            if r.flags.has(Flag::AppShutdown) && (delivered || !r.flags.has(Flag::AppReset)) {
                 ctx.events.push(HostEvent::StreamFinished {
                     handle: h,
                     peer: Some(self.key),
                     delivered,
                 });
-            } else if !r.app_reset && !r.app_shutdown {
+            } else if !r.flags.has(Flag::AppReset) && !r.flags.has(Flag::AppShutdown) {
                 ctx.events.push(HostEvent::StreamReset {
                     handle: h,
                     peer: Some(self.key),
                 });
             }
-            r.reported = true;
-        } else if r.blocked && {
+            r.flags.set(Flag::Reported, true);
+        } else if r.flags.has(Flag::Blocked) && {
             let space = s.writable_space(&ctx.config.out_stream);
             space > 0 && space >= r.low_water as usize
         } {
-            r.blocked = false;
+            r.flags.set(Flag::Blocked, false);
             ctx.events.push(HostEvent::StreamWritable(h));
         }
         let complete = s.is_complete();
@@ -500,7 +483,7 @@ impl Host {
             self.ids.cancel_reservation();
         }
         self.apply_acct(r.acct, Acct::default());
-        self.apply_live(r.live, false);
+        self.apply_live(r.flags.has(Flag::Live), false);
     }
 
     /// Re-reads an in-stream: priority, counters, id release once unassigned
@@ -524,16 +507,16 @@ impl Host {
         let acct = InAcct::of(s);
         let state = s.state();
         let live = state != InStreamState::Reset;
-        let (old_acct, old_live) = (r.acct, r.live);
+        let (old_acct, old_live) = (r.acct, r.flags.has(Flag::Live));
         r.acct = acct;
-        r.live = live;
+        r.flags.set(Flag::Live, live);
         let mut release = None;
         if id_held && s.id_releasable() {
             release = Some(id);
         }
-        if r.visible && !r.reported && state == InStreamState::Reset {
-            r.reported = true;
-            if !r.app_reset {
+        if r.visible && !r.flags.has(Flag::Reported) && state == InStreamState::Reset {
+            r.flags.set(Flag::Reported, true);
+            if !r.flags.has(Flag::AppReset) {
                 ctx.events.push(HostEvent::StreamReset {
                     handle: h,
                     peer: Some(self.key),
@@ -567,7 +550,7 @@ impl Host {
         }
         for h in std::mem::take(&mut self.host_blocked) {
             if let Some(r) = ctx.streams.out_mut(h) {
-                r.blocked = false;
+                r.flags.set(Flag::Blocked, false);
                 ctx.events.push(HostEvent::StreamWritable(h));
             }
         }
@@ -589,7 +572,7 @@ impl Host {
         if let Ok(n) = res
             && n < data.len()
         {
-            r.blocked = true;
+            r.flags.set(Flag::Blocked, true);
             if n == room {
                 self.host_blocked.insert(h);
             }
@@ -618,7 +601,13 @@ impl Host {
                 break;
             };
             // The scheduler holds exactly the table's records of this host.
-            let Some(Rec { sched, kind, .. }) = ctx.streams.get_mut(h) else {
+            let Some(Rec {
+                sched,
+                kind,
+                service,
+                ..
+            }) = ctx.streams.get_mut(h)
+            else {
                 break;
             };
             self.sched.mark_sent(h, sched, ctx.now);
@@ -643,10 +632,10 @@ impl Host {
                         },
                     };
                     let mut n = 0;
-                    if r.connect_service != 0 {
-                        n = write_connect(room, self.ids.writer_seq(id), r.connect_service);
+                    if r.flags.has(Flag::Connect) {
+                        n = write_connect(room, self.ids.writer_seq(id), *service);
                     }
-                    r.boosted = false;
+                    r.flags.set(Flag::Boosted, false);
                     r.stream
                         .pull(id, &mut room[n..])
                         .map(|(m, t)| (n + m, Ticket::Out(t)))
@@ -701,7 +690,7 @@ impl Host {
                     if let Some(r) = ctx.streams.out_mut(h) {
                         r.stream.on_packet_outcome(t, acked);
                         if acked {
-                            r.connect_service = 0;
+                            r.flags.set(Flag::Connect, false);
                         }
                     }
                 }
@@ -869,7 +858,7 @@ impl Host {
             let Some(r) = ctx.streams.out_mut(h) else {
                 continue;
             };
-            if r.connect_service == 0 || r.stream.state() == OutStreamState::Reset {
+            if !r.flags.has(Flag::Connect) || r.stream.state() == OutStreamState::Reset {
                 r.stream.on_reader_reset();
                 self.refresh_out(ctx, h);
             } else {
@@ -897,7 +886,7 @@ impl Host {
             r.wire_id = NO_ID;
             // Cannot fail: the ids were just wiped and fewer than 65 535 streams are kept.
             let _ = self.ids.reserve();
-            r.boosted = true;
+            r.flags.set(Flag::Boosted, true);
             r.stream.restart_after_wipe();
             *sched = self.sched.insert(h, f32::NEG_INFINITY, ctx.now);
             self.refresh_out(ctx, h);
@@ -917,7 +906,7 @@ impl Host {
             // A reset in-stream that still owed READER_RESETS stays; drop it.
             if let Some(Kind::In(r)) = self.forget(ctx, h) {
                 self.apply_acct(r.acct, Acct::default());
-                self.apply_live(r.live, false);
+                self.apply_live(r.flags.has(Flag::Live), false);
             }
         }
         for h in outs {
@@ -946,7 +935,7 @@ impl Host {
     pub(super) fn in_handles(&self, streams: &Streams) -> Vec<StreamHandle> {
         let mut v: Vec<_> = streams
             .iter(&self.streams)
-            .filter(|r| matches!(&r.kind, Kind::In(r) if r.live))
+            .filter(|r| matches!(&r.kind, Kind::In(r) if r.flags.has(Flag::Live)))
             .map(|r| r.handle)
             .collect();
         v.sort_unstable();
@@ -957,7 +946,7 @@ impl Host {
     pub(super) fn out_handles(&self, streams: &Streams) -> Vec<StreamHandle> {
         let mut v: Vec<_> = streams
             .iter(&self.streams)
-            .filter(|r| matches!(&r.kind, Kind::Out(r) if r.live))
+            .filter(|r| matches!(&r.kind, Kind::Out(r) if r.flags.has(Flag::Live)))
             .map(|r| r.handle)
             .collect();
         v.sort_unstable();

@@ -15,10 +15,10 @@
 //! ([`Links`]), so it can visit its own streams without a per-host map.
 
 use crate::hash::HashMap;
-use std::net::SocketAddrV4;
 
 use crate::stream::scheduler::SchedEntry;
 
+use super::flags::Flags;
 use super::state::{InRec, OutRec};
 use super::types::StreamHandle;
 
@@ -37,8 +37,26 @@ pub(super) type HostId = u32;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Owner {
     Host(HostId),
-    /// Parked on a contact waiting for the channel to this address.
-    Pending(SocketAddrV4),
+    /// Parked on a contact, waiting for its channel (the contact lists it).
+    Pending,
+}
+
+/// How a record stores its [`Owner`]: the host's id, or [`NIL`] while parked.
+impl Owner {
+    fn encode(self) -> u32 {
+        match self {
+            Owner::Host(id) => id,
+            Owner::Pending => NIL,
+        }
+    }
+
+    fn decode(v: u32) -> Owner {
+        if v == NIL {
+            Owner::Pending
+        } else {
+            Owner::Host(v)
+        }
+    }
 }
 
 /// The direction-specific part of a record.
@@ -52,11 +70,40 @@ pub(super) enum Kind {
 #[derive(Debug)]
 pub(super) struct Rec {
     pub handle: StreamHandle,
-    pub owner: Owner,
+    /// [`Owner::encode`]d.
+    owner: u32,
+    /// The service the stream was opened to.
+    pub service: u16,
     /// Its place in the owning host's scheduler (unused while parked).
     pub sched: SchedEntry,
     links: Links,
     pub kind: Kind,
+}
+
+impl Rec {
+    pub(super) fn owner(&self) -> Owner {
+        Owner::decode(self.owner)
+    }
+
+    pub(super) fn set_owner(&mut self, owner: Owner) {
+        self.owner = owner.encode();
+    }
+}
+
+impl Kind {
+    pub(super) fn flags(&self) -> Flags {
+        match self {
+            Kind::Out(r) => r.flags,
+            Kind::In(r) => r.flags,
+        }
+    }
+
+    pub(super) fn flags_mut(&mut self) -> &mut Flags {
+        match self {
+            Kind::Out(r) => &mut r.flags,
+            Kind::In(r) => &mut r.flags,
+        }
+    }
 }
 
 /// Neighbours in the owning host's list of streams.
@@ -138,7 +185,12 @@ impl Streams {
 
     /// Stores a new record and returns its (fresh) handle; `None` when the
     /// table holds 2^24 streams already.
-    pub(super) fn insert(&mut self, owner: Owner, kind: Kind) -> Option<StreamHandle> {
+    pub(super) fn insert(
+        &mut self,
+        owner: Owner,
+        service: u16,
+        kind: Kind,
+    ) -> Option<StreamHandle> {
         let slot = match self.free.pop() {
             Some(s) => s,
             None if u64::from(self.high) <= SLOT_MASK => {
@@ -154,7 +206,8 @@ impl Streams {
         let handle = StreamHandle(self.serial << SLOT_BITS | u64::from(slot));
         *self.cell_mut(slot) = Some(Rec {
             handle,
-            owner,
+            owner: owner.encode(),
+            service,
             sched: SchedEntry::default(),
             links: Links::UNLINKED,
             kind,
@@ -280,6 +333,11 @@ impl Streams {
         })
     }
 
+    /// Every record of the table.
+    pub(super) fn all(&self) -> impl Iterator<Item = &Rec> {
+        self.pages.iter().flat_map(|p| p.iter().flatten())
+    }
+
     /// The handles on `list`, sorted (creation order).
     pub(super) fn handles(&self, list: &List) -> Vec<StreamHandle> {
         let mut v: Vec<StreamHandle> = self.iter(list).map(|r| r.handle).collect();
@@ -289,12 +347,29 @@ impl Streams {
 }
 
 /// A host's streams by wire id: a table indexed by id for our out-stream ids
-/// (allocated densely from 0), a map for the peer's in-stream ids (so a
-/// sparse choice cannot inflate it). Both store 4-byte slots.
+/// (allocated densely from 0, 4-byte slots), a map for the peer's in-stream
+/// ids (so a sparse choice cannot inflate it; 6-byte entries).
 #[derive(Debug, Default)]
 pub(super) struct WireIds {
     outs: Vec<u32>,
-    ins: HashMap<u16, u32>,
+    ins: HashMap<u16, PackedSlot>,
+}
+
+/// A slot in 3 bytes (slots have [`SLOT_BITS`] bits), so that an entry keyed
+/// by a `u16` wire id takes 6 bytes instead of 8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PackedSlot([u8; 3]);
+
+impl PackedSlot {
+    fn new(slot: u32) -> Self {
+        let [a, b, c, _] = slot.to_le_bytes();
+        PackedSlot([a, b, c])
+    }
+
+    fn get(self) -> u32 {
+        let [a, b, c] = self.0;
+        u32::from_le_bytes([a, b, c, 0])
+    }
 }
 
 impl WireIds {
@@ -319,19 +394,19 @@ impl WireIds {
     }
 
     pub(super) fn insert_in(&mut self, id: u16, h: StreamHandle) {
-        self.ins.insert(id, slot(h));
+        self.ins.insert(id, PackedSlot::new(slot(h)));
     }
 
     /// Unmaps `id` if it still names `h`.
     pub(super) fn remove_in(&mut self, id: u16, h: StreamHandle) {
-        if self.ins.get(&id) == Some(&slot(h)) {
+        if self.ins.get(&id) == Some(&PackedSlot::new(slot(h))) {
             self.ins.remove(&id);
         }
     }
 
     /// The in-stream with wire id `id`.
     pub(super) fn in_stream(&self, streams: &Streams, id: u16) -> Option<StreamHandle> {
-        streams.handle_at(*self.ins.get(&id)?)
+        streams.handle_at(self.ins.get(&id)?.get())
     }
 
     pub(super) fn clear(&mut self) {
@@ -345,28 +420,37 @@ mod tests {
     use crate::stream::{InStream, OutStream};
 
     fn out() -> Kind {
-        Kind::Out(OutRec::new(OutStream::default(), 1))
+        Kind::Out(OutRec::new(OutStream::default()))
     }
 
     /// Every open stream costs one record (plus its wire-id entry): keep it small.
     #[test]
     fn records_stay_small() {
         use std::mem::size_of;
-        assert!(size_of::<OutStream>() <= 40, "{}", size_of::<OutStream>());
-        assert!(size_of::<InStream>() <= 56, "{}", size_of::<InStream>());
-        // An out-record fits beside the in-record's niche: no separate tag.
-        assert!(size_of::<Kind>() <= 72, "{}", size_of::<Kind>());
-        assert!(size_of::<Rec>() <= 104, "{}", size_of::<Rec>());
+        assert!(size_of::<OutStream>() <= 32, "{}", size_of::<OutStream>());
+        assert!(size_of::<InStream>() <= 40, "{}", size_of::<InStream>());
+        assert!(size_of::<OutRec>() <= 48, "{}", size_of::<OutRec>());
+        assert!(size_of::<InRec>() <= 56, "{}", size_of::<InRec>());
+        // The out-record fits beside the in-record's niche: no separate tag.
+        assert!(size_of::<Kind>() <= 56, "{}", size_of::<Kind>());
+        assert!(size_of::<Rec>() <= 88, "{}", size_of::<Rec>());
+        assert_eq!(size_of::<Option<Rec>>(), size_of::<Rec>());
+        assert_eq!(size_of::<(u16, PackedSlot)>(), 6);
+        let top = SLOT_MASK as u32;
+        assert_eq!(
+            (PackedSlot::new(top).get(), PackedSlot::new(5).get()),
+            (top, 5)
+        );
     }
 
     #[test]
     fn handles_are_unique_and_stale_ones_miss() {
         let mut s = Streams::default();
-        let a = s.insert(Owner::Host(0), out()).unwrap();
-        let b = s.insert(Owner::Host(0), out()).unwrap();
+        let a = s.insert(Owner::Host(0), 1, out()).unwrap();
+        let b = s.insert(Owner::Host(0), 1, out()).unwrap();
         assert!(a < b);
         assert!(s.remove(a).is_some());
-        let c = s.insert(Owner::Host(0), out()).unwrap();
+        let c = s.insert(Owner::Host(0), 1, out()).unwrap();
         assert_eq!(slot(a), slot(c), "slot reused");
         assert!(s.get(a).is_none() && s.remove(a).is_none());
         assert!(s.get(c).is_some() && b < c);
@@ -378,7 +462,7 @@ mod tests {
         let mut s = Streams::default();
         let mut l = List::default();
         let hs: Vec<_> = (0..5)
-            .map(|_| s.insert(Owner::Host(0), out()).unwrap())
+            .map(|_| s.insert(Owner::Host(0), 1, out()).unwrap())
             .collect();
         for &h in &hs {
             s.link(&mut l, h);
@@ -396,13 +480,14 @@ mod tests {
     fn pages_grow_by_one_and_go_back_when_empty() {
         let mut s = Streams::default();
         let hs: Vec<_> = (0..=PAGE)
-            .map(|_| s.insert(Owner::Host(0), out()).unwrap())
+            .map(|_| s.insert(Owner::Host(0), 1, out()).unwrap())
             .collect();
         assert_eq!(s.pages.len(), 2);
         let i = s
             .insert(
                 Owner::Host(1),
-                Kind::In(InRec::new(InStream::default(), 0, 1, true)),
+                1,
+                Kind::In(InRec::new(InStream::default(), 0, true)),
             )
             .unwrap();
         assert!(s.in_rec(i).is_some() && s.out(i).is_none());
@@ -410,7 +495,7 @@ mod tests {
             s.remove(h).unwrap();
         }
         assert!(s.pages.is_empty() && s.len() == 0);
-        let next = s.insert(Owner::Host(0), out()).unwrap();
+        let next = s.insert(Owner::Host(0), 1, out()).unwrap();
         assert_eq!(slot(next), 0);
         assert!(next > i, "serials keep counting");
     }
@@ -420,8 +505,8 @@ mod tests {
         let mut s = Streams::default();
         let mut ids = WireIds::default();
         let (a, b) = (
-            s.insert(Owner::Host(0), out()).unwrap(),
-            s.insert(Owner::Host(0), out()).unwrap(),
+            s.insert(Owner::Host(0), 1, out()).unwrap(),
+            s.insert(Owner::Host(0), 1, out()).unwrap(),
         );
         ids.insert_out(5, a);
         ids.insert_in(0xFFFE, b);

@@ -771,3 +771,36 @@ fn send_low_water_delays_the_writable_event() {
     pump(&mut a, &mut b, now, &mut Link::perfect());
     assert!(a.has(HostEvent::StreamWritable(s)));
 }
+
+#[test]
+fn held_streams_and_released_ones_get_no_final_event() {
+    let now = Instant::now();
+    let (mut a, mut b) = pair(HostConfig::default(), HostConfig::default(), now);
+    b.t.advertise(Some(23)).unwrap();
+    let mut link = Link::perfect();
+    let (kept, dropped, never) = (
+        a.t.connect(now, &b.key, 23).unwrap(),
+        a.t.connect(now, &b.key, 23).unwrap(),
+        a.t.connect(now, &b.key, 23).unwrap(),
+    );
+    assert!(a.t.hold(kept) && a.t.hold(dropped));
+    assert_eq!(a.t.held_streams(), [kept, dropped]);
+    for s in [kept, dropped, never] {
+        a.t.write(now, s, b"x").unwrap();
+        a.t.shutdown(now, s).unwrap();
+    }
+    assert!(a.t.release(dropped));
+    assert_eq!(a.t.held_streams(), [kept]);
+    pump(&mut a, &mut b, now, &mut link);
+    assert!(a.has_finished(kept, Some(b.key), true));
+    assert!(
+        a.has_finished(never, Some(b.key), true),
+        "never held: as before"
+    );
+    assert!(
+        !a.events.iter().any(|e| matches!(e,
+            HostEvent::StreamFinished { handle, .. } if *handle == dropped)),
+        "released: no final event"
+    );
+    assert!(a.t.held_streams().is_empty() && !a.t.release(kept) && !a.t.hold(kept));
+}

@@ -40,7 +40,8 @@ pub enum HostEvent {
     StreamWritable(StreamHandle),
     /// The shutdown of an out-stream resolved: `delivered` is `true` when every
     /// byte and the EOF were acknowledged by the peer's transport, `false`
-    /// when the stream was reset first (§2.1.6). Final event of the stream.
+    /// when the stream was reset first (§2.1.6). Final event of the stream
+    /// (none after [`HostTable::release`](super::HostTable::release)).
     StreamFinished {
         /// The out-stream.
         handle: StreamHandle,
@@ -50,7 +51,8 @@ pub enum HostEvent {
         delivered: bool,
     },
     /// The stream was reset by the peer or by a state wipe (§3.8), not by
-    /// the application. Final event of the stream.
+    /// the application. Final event of the stream (none after
+    /// [`HostTable::release`](super::HostTable::release)).
     StreamReset {
         /// The stream (in or out).
         handle: StreamHandle,

@@ -25,7 +25,7 @@ use bytes::Bytes;
 
 use super::codec::{write_reader_barrier, write_reader_resets};
 use super::ready::ReadyQueue;
-use super::{BARRIER_INCREMENT, MIN_WINDOW, WINDOW_MAX, unwrap_offset_checked};
+use super::{BARRIER_INCREMENT, MIN_WINDOW, WINDOW_MAX, unwrap_offset, unwrap_offset_checked};
 
 /// Per-stream settings of an [`InStream`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,17 +150,28 @@ struct RecvBuf {
 }
 
 /// The reader side of one stream.
+///
+/// Memory (every idle stream has one): 40 bytes. One absolute position
+/// (`read`), the others in 32 bits: the edge (the first byte not yet received
+/// in order) is at most the credit `window + slack` ahead of `read`, and the
+/// barrier and the EOF lie within `WINDOW_MAX + slack` (< 2^31) of the edge,
+/// so their serial values are unambiguous near it.
 #[derive(Debug)]
 pub struct InStream {
     state: State,
-    /// Absolute position of the EOF once known (in `State::Shutdown`; kept
-    /// outside the enum so the record stays small).
-    eof: u64,
-    /// Absolute position of the first byte not yet received in order.
-    edge: u64,
-    barrier: u64,
-    last_barrier: u64,
-    bytes_delivered: u64,
+    /// Bytes handed to the application (`bytesReceived`).
+    read: u64,
+    /// `edge - read`: bytes received in order and not read; after a reset
+    /// (which freezes the edge) the ones it dropped.
+    unread: u32,
+    /// The barrier, mod 2^32 (see [`InStream::barrier`]).
+    barrier: u32,
+    /// How far the barrier advanced beyond the value last sent, saturating
+    /// (only beyond 4 GiB of unsent advance would the last value read too
+    /// high, which merely skips a re-arm or a window doubling).
+    unsent: u32,
+    /// The EOF, mod 2^32 near the edge, once known (in `State::Shutdown`).
+    eof: u32,
     /// Within `[MIN_WINDOW, max_window]`, so 32 bits suffice (`WINDOW_MAX` < 2^31).
     window: u32,
     /// `None` while nothing is buffered.
@@ -181,21 +192,35 @@ impl InStream {
     /// would cost every idle stream 8 bytes): the methods that need them take
     /// the config, which must be the same for the stream's whole life.
     pub fn new() -> Self {
-        let w = u64::from(MIN_WINDOW);
         InStream {
             state: State::Active,
+            read: 0,
+            unread: 0,
+            barrier: MIN_WINDOW,
+            unsent: 0,
             eof: 0,
-            edge: 0,
-            barrier: w,
-            last_barrier: w,
-            bytes_delivered: 0,
             window: MIN_WINDOW,
             buf: None,
         }
     }
 
+    /// Absolute position of the first byte not yet received in order.
+    fn edge(&self) -> u64 {
+        self.read + u64::from(self.unread)
+    }
+
+    /// Moves the edge to `edge` (at most the credit ahead of `read`).
+    fn set_edge(&mut self, edge: u64) {
+        self.unread = u32::try_from(edge - self.read).expect("the edge stays within the credit");
+    }
+
     fn reader_offset(&self) -> u64 {
-        self.edge - self.ready_bytes() as u64
+        self.edge() - self.ready_bytes() as u64
+    }
+
+    /// The last barrier sent (or due again after a loss).
+    fn last_barrier(&self) -> u64 {
+        self.barrier().saturating_sub(u64::from(self.unsent))
     }
 
     /// The receive buffer, allocated on first use.
@@ -220,9 +245,11 @@ impl InStream {
 
     // spec: streams.md §2.2.7 barrier = max_s(barrier, reader_offset + window)
     fn update_barrier(&mut self) {
-        self.barrier = self
-            .barrier
-            .max(self.reader_offset() + u64::from(self.window));
+        let old = self.barrier();
+        let new = old.max(self.reader_offset() + u64::from(self.window));
+        let advance = u32::try_from(new - old).unwrap_or(u32::MAX);
+        self.unsent = self.unsent.saturating_add(advance);
+        self.barrier = new as u32;
     }
 
     // ---- network side -----------------------------------------------------
@@ -239,13 +266,14 @@ impl InStream {
         eof: bool,
     ) -> Result<(), DataError> {
         let slack = config.slack_limit();
-        let start = unwrap_offset_checked(off, self.edge).ok_or(DataError::Inconsistent)?;
+        let edge = self.edge();
+        let start = unwrap_offset_checked(off, edge).ok_or(DataError::Inconsistent)?;
         let end = start + data.len() as u64;
-        if end > self.barrier + u64::from(slack) {
+        if end > self.barrier() + u64::from(slack) {
             return Err(DataError::BeyondBarrier);
         }
         let known_eof = self.known_eof();
-        if known_eof.is_some_and(|e| end > e || (eof && end != e)) || (eof && end < self.edge) {
+        if known_eof.is_some_and(|e| end > e || (eof && end != e)) || (eof && end < edge) {
             return Err(DataError::Inconsistent);
         }
         if self.is_reset() {
@@ -255,9 +283,9 @@ impl InStream {
             }
             return Ok(());
         }
-        if end > self.edge {
-            if start <= self.edge {
-                let skip = (self.edge - start) as usize;
+        if end > edge {
+            if start <= edge {
+                let skip = (edge - start) as usize;
                 self.feed(&data[skip..]);
             } else {
                 self.insert_ooo(start, data, slack)?;
@@ -266,7 +294,7 @@ impl InStream {
         if eof && self.state == State::Active {
             // spec: streams.md §2.2.3 on_eof (no more barrier updates)
             self.state = State::Shutdown { finished: false };
-            self.eof = end;
+            self.eof = end as u32;
             self.trim_ooo_beyond(end);
         }
         self.update_barrier();
@@ -278,7 +306,7 @@ impl InStream {
         if data.is_empty() && self.buf.is_none() {
             return;
         }
-        let mut edge = self.edge;
+        let mut edge = self.edge();
         let hint = self.window as usize / 8;
         let b = self.buf_mut();
         b.ready.push_copy(data, hint);
@@ -296,7 +324,7 @@ impl InStream {
                 edge = e;
             }
         }
-        self.edge = edge;
+        self.set_edge(edge);
         self.release_if_empty();
     }
 
@@ -305,7 +333,7 @@ impl InStream {
     /// would exceed its cap.
     fn insert_ooo(&mut self, start: u64, data: &[u8], slack: u32) -> Result<(), DataError> {
         let end = start + data.len() as u64;
-        let credit = self.barrier + u64::from(slack) - self.reader_offset();
+        let credit = self.barrier() + u64::from(slack) - self.reader_offset();
         let cap = (credit / 256 + 16) as usize;
         let b = self.buf_mut();
         let mut gaps: Vec<(u64, u64)> = Vec::new();
@@ -426,7 +454,8 @@ impl InStream {
 
     fn consumed(&mut self, n: usize) {
         self.release_if_empty();
-        self.bytes_delivered += n as u64;
+        self.read += n as u64;
+        self.unread -= u32::try_from(n).expect("read bytes were unread");
         self.update_barrier();
     }
 
@@ -469,7 +498,7 @@ impl InStream {
 
     /// Bytes handed to the application (`bytesReceived`).
     pub fn bytes_delivered(&self) -> u64 {
-        self.bytes_delivered
+        self.read
     }
 
     /// The current receive window.
@@ -479,18 +508,18 @@ impl InStream {
 
     /// The current barrier (absolute position; the wire carries it mod 2^32).
     pub fn barrier(&self) -> u64 {
-        self.barrier
+        unwrap_offset(self.barrier, self.edge())
     }
 
     // ---- host side --------------------------------------------------------
 
     /// Every byte up to the EOF has arrived (§2.2.8 "unassigned").
     pub fn all_received(&self) -> bool {
-        self.known_eof() == Some(self.edge)
+        self.known_eof() == Some(self.edge())
     }
 
     fn known_eof(&self) -> Option<u64> {
-        matches!(self.state, State::Shutdown { .. }).then_some(self.eof)
+        matches!(self.state, State::Shutdown { .. }).then(|| unwrap_offset(self.eof, self.edge()))
     }
 
     /// The stream is done: Finished was read, or a reset ended (§2.2.8).
@@ -510,8 +539,7 @@ impl InStream {
     /// A barrier update is due: the barrier advanced at least
     /// `BARRIER_INCREMENT` beyond the value last sent (§2.2.2).
     pub fn barrier_update_due(&self) -> bool {
-        self.state == State::Active
-            && self.barrier - self.last_barrier >= u64::from(BARRIER_INCREMENT)
+        self.state == State::Active && self.unsent >= BARRIER_INCREMENT
     }
 
     /// `+inf` while a READER_BARRIER or READER_RESETS is to be sent, else `-inf`.
@@ -539,15 +567,16 @@ impl InStream {
         if !self.barrier_update_due() || buf.len() < 8 {
             return None;
         }
+        let (sent, prev) = (self.barrier(), self.last_barrier());
         let ticket = TicketKind::Barrier {
             old_reader: self.reader_offset(),
-            sent: self.barrier,
-            prev: self.last_barrier,
-            starved: self.edge + u64::from(self.window / 4) >= self.last_barrier
+            sent,
+            prev,
+            starved: self.edge() + u64::from(self.window / 4) >= prev
                 && self.ready_bytes() as u64 <= u64::from(self.window / 4),
         };
-        self.last_barrier = self.barrier;
-        let n = write_reader_barrier(buf, seq, id, self.barrier as u32);
+        self.unsent = 0;
+        let n = write_reader_barrier(buf, seq, id, self.barrier);
         Some((n, InTicket(ticket)))
     }
 
@@ -584,8 +613,9 @@ impl InStream {
                     let w = w.clamp(u64::from(MIN_WINDOW), u64::from(config.window_limit()));
                     self.window = u32::try_from(w).expect("clamped to max_window");
                     self.update_barrier();
-                } else if self.last_barrier == sent {
-                    self.last_barrier = prev;
+                } else if self.last_barrier() == sent {
+                    let behind = self.barrier().saturating_sub(prev);
+                    self.unsent = u32::try_from(behind).unwrap_or(u32::MAX);
                 }
             }
         }

@@ -11,8 +11,10 @@
 //! acknowledged (queued, lost or in flight), so it is a hard memory bound and
 //! also caps one stream's throughput at about `send_buffer / RTT`.
 //!
-//! Offsets are kept as absolute 64-bit positions internally and only reduced
-//! to 32-bit serial offsets on the wire.
+//! Offsets are absolute 64-bit positions in the API and the tickets; the
+//! stream record keeps one (`send_offset`) and the rest as 32-bit distances or
+//! serial values near it (see [`OutStream`]), since every position it tracks
+//! lies within 2^31 of the written end.
 //!
 //! Memory: the queues live in a `SendBuf` allocated at the first write and
 //! released as soon as every byte written was acknowledged, so an idle stream
@@ -23,7 +25,9 @@ use std::collections::BTreeMap;
 use bytes::{Bytes, BytesMut};
 
 use super::codec::{data_header_len, pad4, write_data_header, write_writer_resets};
-use super::{DEFAULT_PRIORITY, MAX_SEGMENT_DATA, MIN_WINDOW, SILLY_WINDOW, unwrap_offset};
+use super::{
+    DEFAULT_PRIORITY, MAX_SEGMENT_DATA, MIN_WINDOW, SILLY_WINDOW, WINDOW_MAX, unwrap_offset,
+};
 
 /// Largest configurable send buffer: keeps every unacknowledged byte within
 /// 2^30 of the barrier so serial offsets stay unambiguous.
@@ -154,15 +158,23 @@ impl SendBuf {
 }
 
 /// The writer side of one stream.
+///
+/// Memory (every idle stream has one): 32 bytes. Positions other than
+/// `send_offset` are stored in 32 bits: the written but unacknowledged bytes
+/// are at most the send buffer (2^30), and the barrier lies in
+/// `[send_offset - 2^30, send_offset + WINDOW_MAX]` (bytes are only sent below
+/// it; [`OutStream::on_barrier`] caps it), so its serial value is unambiguous.
 #[derive(Debug)]
 pub struct OutStream {
     state: State,
     priority: f32,
     /// Absolute position just past the last byte accepted from the application.
     send_offset: u64,
-    bytes_acked: u64,
-    /// Latest barrier from the reader, as an absolute position.
-    barrier: u64,
+    /// `send_offset - bytes_acked`: written bytes not acknowledged (after a
+    /// reset, including the dropped ones).
+    unacked: u32,
+    /// Latest barrier from the reader, mod 2^32 (see [`OutStream::barrier`]).
+    barrier: u32,
     /// `None` while every byte written was acknowledged (or dropped by a reset).
     buf: Option<Box<SendBuf>>,
 }
@@ -185,10 +197,22 @@ impl OutStream {
             state: State::Active,
             priority: DEFAULT_PRIORITY,
             send_offset: 0,
-            bytes_acked: 0,
-            barrier: u64::from(MIN_WINDOW),
+            unacked: 0,
+            barrier: MIN_WINDOW,
             buf: None,
         }
+    }
+
+    /// The reader's latest barrier as an absolute position.
+    fn barrier(&self) -> u64 {
+        unwrap_offset(self.barrier, self.send_offset)
+    }
+
+    /// Counts `n` more bytes accepted from the application (within the send
+    /// buffer, so `unacked` stays below 2^30).
+    fn accepted(&mut self, n: usize) {
+        self.send_offset += n as u64;
+        self.unacked += u32::try_from(n).expect("writes fit the send buffer");
     }
 
     /// The send buffer, allocated on first use.
@@ -231,7 +255,7 @@ impl OutStream {
         let n = data.len().min(self.writable_space(config));
         if n > 0 {
             self.buf_mut().tail.extend_from_slice(&data[..n]);
-            self.send_offset += n as u64;
+            self.accepted(n);
         }
         Ok(n)
     }
@@ -251,7 +275,7 @@ impl OutStream {
             let b = self.buf_mut();
             b.queue.insert(offset, data.slice(..n));
             b.queued_bytes += n;
-            self.send_offset += n as u64;
+            self.accepted(n);
         }
         Ok(n)
     }
@@ -338,7 +362,7 @@ impl OutStream {
 
     /// Total acknowledged payload bytes (`bytesSent`).
     pub fn bytes_acked(&self) -> u64 {
-        self.bytes_acked
+        self.send_offset - u64::from(self.unacked)
     }
 
     /// Bytes accepted from the application so far.
@@ -359,12 +383,13 @@ impl OutStream {
             State::Reset(_) => false,
             State::Active | State::Shutdown(_) => {
                 let eof_due = self.state == State::Shutdown(Shut::Retransmit);
+                let barrier = self.barrier();
                 let Some(first) = self.first_queued() else {
-                    return eof_due && self.send_offset <= self.barrier;
+                    return eof_due && self.send_offset <= barrier;
                 };
                 let finishing = matches!(self.state, State::Shutdown(_));
-                first + u64::from(SILLY_WINDOW) < self.barrier
-                    || (finishing && self.send_offset <= self.barrier)
+                first + u64::from(SILLY_WINDOW) < barrier
+                    || (finishing && self.send_offset <= barrier)
             }
         }
     }
@@ -444,7 +469,7 @@ impl OutStream {
             return None;
         }
         // MUST: L <= 4092 and off + L <= barrier (in every state).
-        let credit = self.barrier.saturating_sub(off);
+        let credit = self.barrier().saturating_sub(off);
         let room = ((buf.len() - hdr) & !3)
             .min(MAX_SEGMENT_DATA)
             .min(usize::try_from(credit).unwrap_or(usize::MAX));
@@ -522,7 +547,7 @@ impl OutStream {
                         State::Shutdown(if acked { Shut::Acked } else { Shut::Retransmit });
                 }
                 if acked {
-                    self.bytes_acked += u64::from(len);
+                    self.unacked = self.unacked.saturating_sub(len);
                 }
             }
         }
@@ -531,10 +556,13 @@ impl OutStream {
     /// A READER_BARRIER (sequence already checked by the host) grants credit up
     /// to serial offset `barrier`. Older, reordered barriers never lower it
     /// (the reader's barrier is monotonic, so taking the maximum is safe).
+    /// A reader never grants more than `WINDOW_MAX` beyond what it read, hence
+    /// beyond `send_offset`: a larger grant is capped there.
     // spec: streams.md §2.1.5 on_barrier
     pub fn on_barrier(&mut self, barrier: u32) {
-        let b = unwrap_offset(barrier, self.barrier);
-        self.barrier = self.barrier.max(b);
+        let old = self.barrier();
+        let b = unwrap_offset(barrier, old).min(self.send_offset + u64::from(WINDOW_MAX));
+        self.barrier = old.max(b) as u32;
     }
 
     /// A READER_RESETS was accepted: like [`OutStream::reset`] but nothing is
@@ -553,7 +581,7 @@ impl OutStream {
     /// After a state wipe (§3.8) a kept, never-acknowledged stream restarts
     /// under a new id; the new reader starts with the initial credit again.
     pub fn restart_after_wipe(&mut self) {
-        self.barrier = u64::from(MIN_WINDOW);
+        self.barrier = MIN_WINDOW;
     }
 }
 
