@@ -94,7 +94,7 @@ fn bind(config: EndpointConfig) -> Result<Endpoint> {
 
 /// The server's endpoint: binds, advertises `services` and sends its address to the
 /// client thread (only once it accepts streams).
-fn server(
+async fn server(
     config: EndpointConfig,
     services: &[u16],
     addr: AddrTx,
@@ -104,6 +104,9 @@ fn server(
         .iter()
         .map(|&s| ep.advertise(Some(s)).ctx("advertise"))
         .collect::<Result<Vec<_>>>()?;
+    // The driver makes its buffers when it first runs: before the client starts
+    // counting memory.
+    let_drivers_start(1).await;
     addr.send(ep.local_addr())
         .map_err(|_| BenchError::Other("client thread gone".into()))?;
     Ok((ep, incoming))
@@ -178,7 +181,8 @@ impl System for Cusp {
             move || {
                 let c0 = thread_cpu();
                 let (n, end) = block_on("cusp bulk receiver", async move {
-                    let (ep, mut inc) = server(EndpointConfig::loopback(), &[BULK], addr_tx)?;
+                    let (ep, mut inc) =
+                        server(EndpointConfig::loopback(), &[BULK], addr_tx).await?;
                     let (_, _, mut recv) = inc[0]
                         .accept()
                         .await
@@ -230,7 +234,8 @@ impl System for Cusp {
         let ((), res) = two_threads(
             move || {
                 block_on("cusp req/resp server", async move {
-                    let (ep, mut inc) = server(EndpointConfig::loopback(), &[HELLO], addr_tx)?;
+                    let (ep, mut inc) =
+                        server(EndpointConfig::loopback(), &[HELLO], addr_tx).await?;
                     let serving = ep
                         .serve(Some(REQUEST), |_, _| async { MSG.to_vec() })
                         .ctx("serve")?;
@@ -295,7 +300,7 @@ impl System for Cusp {
             move || {
                 block_on("cusp churn receiver", async move {
                     let (ep, mut inc) =
-                        server(EndpointConfig::loopback(), &[HELLO, CHURN], addr_tx)?;
+                        server(EndpointConfig::loopback(), &[HELLO, CHURN], addr_tx).await?;
                     accept(&mut inc[0]).await?;
                     for _ in 0..streams {
                         let (_, _, r) = inc[1]
@@ -354,7 +359,7 @@ impl System for Cusp {
             move || {
                 block_on("cusp urgent receiver", async move {
                     let (ep, mut inc) =
-                        server(EndpointConfig::loopback(), &[BULK, URGENT], addr_tx)?;
+                        server(EndpointConfig::loopback(), &[BULK, URGENT], addr_tx).await?;
                     let closed = || BenchError::Other("endpoint closed".into());
                     let (_, _, mut bulk) = inc[0].accept().await.ok_or_else(closed)?;
                     let (_, _, mut urgent) = inc[1].accept().await.ok_or_else(closed)?;
@@ -430,7 +435,8 @@ impl System for Cusp {
         let (arrivals, starts) = two_threads(
             move || {
                 block_on("cusp first-byte server", async move {
-                    let (ep, mut inc) = server(EndpointConfig::loopback(), &[FIRST_BYTE], addr_tx)?;
+                    let (ep, mut inc) =
+                        server(EndpointConfig::loopback(), &[FIRST_BYTE], addr_tx).await?;
                     let mut arrivals = Vec::with_capacity(samples);
                     for _ in 0..samples {
                         let (_, _, mut r) = inc[0]
@@ -504,7 +510,7 @@ fn memory_conns(connections: usize) -> Result<(f64, f64)> {
     let ((), per) = two_threads(
         move || {
             block_on("cusp memory server", async move {
-                let (ep, mut inc) = server(EndpointConfig::loopback(), &[HELLO], addr_tx)?;
+                let (ep, mut inc) = server(EndpointConfig::loopback(), &[HELLO], addr_tx).await?;
                 let mut held = Vec::with_capacity(connections);
                 for _ in 0..connections {
                     held.push(accept(&mut inc[0]).await?);
@@ -558,7 +564,7 @@ fn memory_streams(streams: usize) -> Result<(f64, f64)> {
     let ((), per) = two_threads(
         move || {
             block_on("cusp memory server", async move {
-                let (ep, mut inc) = server(config(), &[IDLE], addr_tx)?;
+                let (ep, mut inc) = server(config(), &[IDLE], addr_tx).await?;
                 let mut open = Vec::with_capacity(streams);
                 let mut b = [0u8; 1];
                 for _ in 0..streams {
