@@ -301,6 +301,7 @@ impl State {
     /// finishing reset; the driver destroys the core when idle or at `deadline`.
     pub(crate) fn begin_close(&mut self, now: Instant, deadline: Instant, wake: &mut Vec<Waker>) {
         self.closing = Some(deadline);
+        self.ep.hosts_mut().end_idle_grace();
         for s in std::mem::take(&mut self.advertised).into_keys() {
             self.ep.hosts_mut().unadvertise(s);
         }

@@ -3,6 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
+use cusp::proto::HostConfig;
 use cusp::{Endpoint, EndpointConfig, Error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use whirlpool::{Digest, Whirlpool};
@@ -12,6 +13,15 @@ const LIMIT: usize = 64 << 20;
 
 fn ep() -> Endpoint {
     Endpoint::bind(EndpointConfig::loopback()).unwrap()
+}
+
+/// An endpoint whose idle hosts keep their channel for `grace` after their last stream.
+fn ep_with_grace(grace: Duration) -> Endpoint {
+    let hosts = HostConfig {
+        idle_grace: grace,
+        ..HostConfig::default()
+    };
+    Endpoint::bind(EndpointConfig::loopback().hosts(hosts)).unwrap()
 }
 
 fn loopback(ep: &Endpoint) -> SocketAddrV4 {
@@ -363,12 +373,13 @@ async fn close_completes_and_resets() {
 /// finish flag while the reader still holds unread data; once the reader reads to the end
 /// its side is idle too and must send its own finish flag at once, which closes the
 /// channel on both sides (no datagram and no timer would wake the driver otherwise, and
-/// the channel would stay up until the 240 s idle linger or a close timeout).
+/// the channel would stay up until the 240 s idle linger or a close timeout). No idle
+/// grace period here: that is the reference's behaviour.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_to_the_end_closes_the_idle_channel() {
     within(10, async {
-        let a = ep();
-        let b = ep();
+        let a = ep_with_grace(Duration::ZERO);
+        let b = ep_with_grace(Duration::ZERO);
         let mut incoming = b.advertise(Some(SERVICE)).unwrap();
         let (_, mut out) = a.contact(loopback(&b), SERVICE).await.unwrap();
         out.write_all(b"hello").await.unwrap();
@@ -389,6 +400,49 @@ async fn reading_to_the_end_closes_the_idle_channel() {
         let (ga, gb) = tokio::join!(a.close(), b.close());
         assert!(ga && gb);
         assert!(start.elapsed() < Duration::from_secs(1));
+    })
+    .await;
+}
+
+/// With an idle grace period, streams one after the other (each finished and read
+/// before the next is opened) share one channel instead of negotiating one each; the
+/// channel closes once the grace period after the last one is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_streams_reuse_the_channel_within_the_idle_grace() {
+    within(20, async {
+        let grace = Duration::from_millis(800);
+        let a = ep_with_grace(grace);
+        let b = ep_with_grace(grace);
+        let mut incoming = b.advertise(Some(SERVICE)).unwrap();
+        let host = a.contact(loopback(&b), SERVICE).await.unwrap().0;
+        for i in 0..20u8 {
+            let mut out = host.connect(SERVICE).unwrap();
+            out.write_all(&[i]).await.unwrap();
+            assert!(out.finish().await.unwrap());
+            let (_, _, stream) = incoming.accept().await.unwrap();
+            assert_eq!(stream.read_to_end(LIMIT).await.unwrap(), [i]);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            a.stats().proto.established,
+            1,
+            "one channel for all streams"
+        );
+        assert!(
+            !a.is_idle() && !b.is_idle(),
+            "the channel outlives the last stream"
+        );
+        let idle_from = Instant::now();
+        while !(a.is_idle() && b.is_idle()) {
+            assert!(idle_from.elapsed() < grace + Duration::from_secs(3));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            idle_from.elapsed() >= grace / 2,
+            "closed before the grace period was over"
+        );
+        let (ga, gb) = tokio::join!(a.close(), b.close());
+        assert!(ga && gb);
     })
     .await;
 }

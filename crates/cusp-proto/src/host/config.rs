@@ -7,6 +7,9 @@ use crate::stream::{InStreamConfig, OutStreamConfig};
 
 /// Idle-channel linger and resume-promise keep-alive of the reference (§3.7, §3.8).
 pub const IDLE_LINGER: Duration = Duration::from_secs(240);
+
+/// Default [`HostConfig::idle_grace`].
+pub const IDLE_GRACE: Duration = Duration::from_secs(10);
 /// Host-table purge period of the reference (§3.10).
 pub const PURGE_PERIOD: Duration = Duration::from_secs(120);
 
@@ -53,6 +56,12 @@ pub struct HostConfig {
     pub contact_timeout: Duration,
     /// Idle channel linger (§3.7). Default 240 s.
     pub idle_linger: Duration,
+    /// How long a host whose last stream ended still tells its channel it is
+    /// busy, so that a next stream soon after reuses the channel instead of
+    /// negotiating a new one. Afterwards the channel says the host is idle and
+    /// closes at once if the peer is idle too (fast close, §3.7). Zero: at once,
+    /// as the reference. Closing the endpoint ends every grace period. Default 10 s.
+    pub idle_grace: Duration,
     /// How long a resume promise keeps a host (§3.8 `poke`). Default 240 s.
     pub keep_alive: Duration,
     /// Period of the dead-host purge (§3.10). Default 120 s.
@@ -74,6 +83,7 @@ impl Default for HostConfig {
             max_pending_contacts: 256,
             contact_timeout: Duration::from_secs(300),
             idle_linger: IDLE_LINGER,
+            idle_grace: IDLE_GRACE,
             keep_alive: IDLE_LINGER,
             purge_period: PURGE_PERIOD,
         }

@@ -52,11 +52,11 @@ mod types;
 use crate::hash::HashMap;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddrV4;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-pub use config::{HostConfig, IDLE_LINGER, PURGE_PERIOD};
+pub use config::{HostConfig, IDLE_GRACE, IDLE_LINGER, PURGE_PERIOD};
 pub use types::{
     ConnectError, ContactError, HostEvent, HostInfo, HostStats, InStreamInfo, OutStreamInfo,
     ServiceError, SetPriorityError, ShutdownError, StreamHandle, UnknownStream, WriteError,
@@ -182,6 +182,16 @@ impl HostTable {
         };
         self.advertised.insert(s);
         Ok(s)
+    }
+
+    /// Ends every idle grace period now and starts none later
+    /// ([`HostConfig::idle_grace`] becomes zero): for closing, so that idle
+    /// channels close at once.
+    pub fn end_idle_grace(&mut self) {
+        self.config.idle_grace = Duration::ZERO;
+        for h in self.hosts.values_mut() {
+            h.grace_until = None;
+        }
     }
 
     /// Stops advertising `service` (no-op if unknown). Streams already
@@ -831,6 +841,7 @@ impl HostLayer for HostTable {
         if let Some(h) = self.hosts.get_mut(peer) {
             h.bound = false;
             h.disconnect_at = None;
+            h.grace_until = None;
             h.keep_until = h.keep_until.max(now + self.config.keep_alive);
             self.events.push(HostEvent::HostAddressChanged(*peer));
         }
@@ -843,7 +854,9 @@ impl HostLayer for HostTable {
     }
 
     fn is_zombie(&self, peer: &PublicKey) -> bool {
-        self.hosts.get(peer).is_none_or(Host::is_zombie)
+        self.hosts
+            .get(peer)
+            .is_none_or(|h| h.announces_idle(self.now))
     }
 
     // spec: streams.md §1.7, §3.4
@@ -889,6 +902,9 @@ impl HostLayer for HostTable {
             if let Some(d) = h.disconnect_at {
                 consider(d);
             }
+            if let Some(g) = h.grace_until {
+                consider(g);
+            }
             if h.bound
                 && let Some(b) = h.next_boost()
                 && b > self.now
@@ -904,6 +920,9 @@ impl HostLayer for HostTable {
         // spec: streams.md §3.7 idle channel teardown
         let mut idle = Vec::new();
         for h in self.hosts.values_mut() {
+            // Over: the channel sees an idle host when it next builds or
+            // ranks a datagram (the driver polls after every timeout).
+            h.grace_until = h.grace_until.filter(|&g| g > now);
             if let Some(d) = h.disconnect_at
                 && d <= now
             {

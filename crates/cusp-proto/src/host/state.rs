@@ -225,6 +225,9 @@ pub(super) struct Host {
     pub live_streams: usize,
     /// Idle-channel teardown (§3.7).
     pub disconnect_at: Option<Instant>,
+    /// While idle and bound: until then the channel is told the host is busy
+    /// ([`HostConfig::idle_grace`](super::HostConfig::idle_grace)).
+    pub grace_until: Option<Instant>,
     /// Resume promise / recent use keeps the host until then (§3.8, §3.10).
     pub keep_until: Instant,
     /// Last application or network activity (eviction order).
@@ -268,6 +271,7 @@ impl Host {
             },
             live_streams: 0,
             disconnect_at: None,
+            grace_until: None,
             keep_until: now + config.keep_alive,
             last_active: now,
         }
@@ -276,6 +280,12 @@ impl Host {
     /// `isZombie`: no live streams (§3.1).
     pub(super) fn is_zombie(&self) -> bool {
         self.live_streams == 0
+    }
+
+    /// What the channel is told (`isZombie` for the finish flag and fast
+    /// close): a zombie whose grace period is over.
+    pub(super) fn announces_idle(&self, now: Instant) -> bool {
+        self.is_zombie() && self.grace_until.is_none_or(|t| now >= t)
     }
 
     /// `effectivelyDead`: zombie and no per-host listeners (§3.1).
@@ -305,14 +315,17 @@ impl Host {
         }
         if !self.is_zombie() {
             self.disconnect_at = None;
+            self.grace_until = None;
         } else if self.disconnect_at.is_none() {
             self.disconnect_at = Some(ctx.now + ctx.config.idle_linger);
+            self.grace_until = Some(ctx.now + ctx.config.idle_grace).filter(|&t| t > ctx.now);
         }
     }
 
     pub(super) fn bind(&mut self, ctx: &mut Ctx<'_>) {
         self.bound = true;
         self.disconnect_at = None;
+        self.grace_until = None;
         self.check_zombie(ctx);
     }
 

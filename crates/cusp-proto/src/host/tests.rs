@@ -105,6 +105,14 @@ impl Node {
     }
 }
 
+/// The reference's behaviour: a host without streams tells its channel so at once.
+fn no_grace() -> HostConfig {
+    HostConfig {
+        idle_grace: Duration::ZERO,
+        ..HostConfig::default()
+    }
+}
+
 fn pair(ca: HostConfig, cb: HostConfig, now: Instant) -> (Node, Node) {
     let mut a = Node::new(1, ca, now);
     let mut b = Node::new(2, cb, now);
@@ -217,7 +225,7 @@ fn write_all(
 #[test]
 fn one_stream_bytes_arrive() {
     let now = Instant::now();
-    let (mut a, mut b) = pair(HostConfig::default(), HostConfig::default(), now);
+    let (mut a, mut b) = pair(no_grace(), no_grace(), now);
     b.t.advertise(Some(23)).unwrap();
     let s = a.t.connect(now, &b.key, 23).unwrap();
     let data = pattern(1, 300_000);
@@ -324,7 +332,7 @@ fn connect_prefix_until_first_ack() {
 #[test]
 fn unknown_service_reset_unless_eof_in_first_segment() {
     let now = Instant::now();
-    let (mut a, mut b) = pair(HostConfig::default(), HostConfig::default(), now);
+    let (mut a, mut b) = pair(no_grace(), no_grace(), now);
     let s1 = a.t.connect(now, &b.key, 25).unwrap();
     a.t.write(now, s1, b"nobody listens").unwrap();
     let s2 = a.t.connect(now, &b.key, 25).unwrap();
@@ -632,15 +640,23 @@ fn idle_teardown_and_reconnect() {
     let now = Instant::now();
     let (mut a, mut b) = pair(HostConfig::default(), HostConfig::default(), now);
     b.t.advertise(Some(23)).unwrap();
-    // Bound and zombie from the start: the 240 s timer runs.
-    assert_eq!(a.t.poll_timeout(), Some(now + Duration::from_secs(120)));
+    // Bound and zombie from the start: the idle grace period and the 240 s timer run.
+    assert_eq!(a.t.poll_timeout(), Some(now + IDLE_GRACE));
     let s = a.t.connect(now, &b.key, 23).unwrap();
     assert!(!a.t.is_zombie(&b.key));
     a.t.write(now, s, b"hi").unwrap();
     a.t.shutdown(now, s).unwrap();
     let later = now + Duration::from_secs(10);
     pump(&mut a, &mut b, later, &mut Link::perfect());
+    // Idle, but the channel hears so only after the grace period.
+    assert!(!a.t.is_zombie(&b.key));
+    let grace_end = later + IDLE_GRACE;
+    assert_eq!(a.t.poll_timeout(), Some(grace_end));
+    a.t.handle_timeout(grace_end - Duration::from_millis(1));
+    assert!(!a.t.is_zombie(&b.key));
+    a.t.handle_timeout(grace_end);
     assert!(a.t.is_zombie(&b.key));
+    assert_eq!(a.t.poll_channel_request(), None);
     a.t.handle_timeout(later + Duration::from_secs(239));
     assert_eq!(a.t.poll_channel_request(), None);
     a.t.handle_timeout(later + IDLE_LINGER);

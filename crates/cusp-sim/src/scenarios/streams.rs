@@ -794,8 +794,9 @@ fn idle_teardown(seed: u64) -> Result<Report, String> {
         let (c, s) = (p.client, p.server);
         check_exact(p.sim.node(c), p.sim.node(s), &ps)?;
         let mut closed = [None, None];
+        // Both hosts keep the channel for their idle grace period, then close it at once.
         let limit = if lossy { 300 } else { 10 };
-        let deadline = done_at + Duration::from_secs(limit);
+        let deadline = done_at + HostConfig::default().idle_grace + Duration::from_secs(limit);
         loop {
             for (i, n) in [c, s].into_iter().enumerate() {
                 if closed[i].is_none() && p.sim.node::<StreamNode>(n).endpoint.channel_count() == 0
@@ -832,10 +833,12 @@ fn idle_teardown(seed: u64) -> Result<Report, String> {
                 format!("{:.1}/{:.1}", cc.as_secs_f64(), sc.as_secs_f64()),
             );
         } else {
+            let grace = HostConfig::default().idle_grace;
             for (who, t) in [("client", cc), ("server", sc)] {
                 ensure!(
-                    t <= Duration::from_secs(2),
-                    "{who} channel closed {t:?} after the last stream (fast close expected)"
+                    t >= grace && t <= grace + Duration::from_secs(2),
+                    "{who} channel closed {t:?} after the last stream (fast close after \
+                     the {grace:?} idle grace expected)"
                 );
             }
             r.push(
