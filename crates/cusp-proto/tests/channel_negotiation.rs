@@ -738,7 +738,7 @@ fn idle_host_accepts_nostate_for_its_last_finish_datagram() {
     let peer = TestContext::from_seed(9);
     let hello = hello_from(&peer, default_bits(), &some_point(), CLIENT, HELLO_LEN);
     let nostate_for = |d: &[u8]| [&[0u8; 8][..], &d[d.len() - 16..]].concat();
-    let mut send = |c: &mut Peer, zombie: bool| {
+    let send = |c: &mut Peer, zombie: bool| {
         c.ctx.force_zombie = Some(zombie);
         c.deliver(now, &hello);
         let d = c.transmit(now).unwrap();
