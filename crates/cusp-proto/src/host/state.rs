@@ -227,7 +227,7 @@ type Tickets = Vec<(StreamHandle, Ticket)>;
 
 /// Emptied ticket lists a host keeps for its next packets while others are
 /// in flight (so a busy host allocates none per packet; an idle one keeps none).
-const SPARE_TICKETS: usize = 4;
+const SPARE_TICKETS: usize = 64;
 
 /// One remote peer (§3.1).
 #[derive(Debug)]
