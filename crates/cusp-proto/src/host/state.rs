@@ -46,9 +46,9 @@ impl Events {
         self.queued.remove(&e);
         if self.queue.is_empty() && self.queue.capacity() > Self::KEPT {
             // Drained after a burst (e.g. thousands of new streams): give most of the
-            // room back, keeping enough that ordinary bursts never reallocate.
+            // room back, keeping enough queue that ordinary bursts never reallocate.
             self.queue.shrink_to(Self::KEPT);
-            self.queued.shrink_to(Self::KEPT);
+            self.queued = HashSet::default();
         }
         Some(e)
     }
