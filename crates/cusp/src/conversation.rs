@@ -1,10 +1,11 @@
 //! Request/response over two unidirectional streams (the reference's C++ `BiDiConn` /
 //! `SingleCycleConn` pattern, `spec/streams.md` §4.3, §5.10).
 //!
-//! The requester opens a per-host service with [`Host::listen`], opens a stream to the
-//! server's service and writes the listen service as its first **2 bytes, big-endian**,
-//! then the request body, then ends the stream. The server reads to the end, runs the
-//! handler, opens a stream back to that service and writes the response, then ends it.
+//! The requester opens a per-host service as [`Host::listen`] does (but for one stream: it
+//! closes when the reply arrives), opens a stream to the server's service and writes the
+//! listen service as its first **2 bytes, big-endian**, then the request body, then ends
+//! the stream. The server reads to the end, runs the handler, opens a stream back to that
+//! service and writes the response, then ends it.
 //!
 //! Byte order: the reference C++ `BiDiConn` wrote the 2 bytes in the client's *native*
 //! order (little-endian on x86), which makes the format depend on the machine. We use
@@ -88,7 +89,7 @@ impl Host {
 }
 
 async fn exchange(host: &Host, mut out: OutStream, body: &[u8]) -> Result<Vec<u8>> {
-    let (reply, mut incoming) = host.listen()?;
+    let (reply, mut incoming) = host.listen_once()?;
     // One write (one trip through the core) for the header and a small body.
     if body.len() <= SMALL_BODY {
         let mut msg = Vec::with_capacity(2 + body.len());

@@ -19,7 +19,7 @@ use cusp_proto::crypto::PublicKey;
 use cusp_proto::endpoint::{Endpoint as ProtoEndpoint, EndpointStats};
 use cusp_proto::host::{HostEvent, HostTable, LISTEN_SERVICE_BASE, StreamHandle};
 use cusp_proto::stream::OutStreamState;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::config::EndpointConfig;
 use crate::error::{Error, Result};
@@ -71,6 +71,11 @@ pub(crate) struct State {
     pub streams: Slots,
     pub advertised: HashMap<u16, mpsc::UnboundedSender<Accepted>>,
     pub listeners: HashMap<(PublicKey, u16), mpsc::UnboundedSender<Accepted>>,
+    /// One-stream per-host listeners ([`Host::listen_once`]), with the token of their
+    /// [`ReplyListener`](crate::host::ReplyListener): removed when their stream arrives.
+    pub replies: HashMap<(PublicKey, u16), (u64, oneshot::Sender<Accepted>)>,
+    /// Token of the next one-stream listener.
+    pub next_reply: u64,
     /// Streams parked on a contact, by address.
     pub contacts: HashMap<SocketAddrV4, Vec<StreamHandle>>,
     /// `close()` was called (the driver starts closing on its next turn).
@@ -276,6 +281,17 @@ impl State {
     }
 
     fn incoming(&mut self, shared: &Arc<Shared>, peer: PublicKey, service: u16, h: StreamHandle) {
+        if let Some((_, tx)) = self.replies.remove(&(peer, service)) {
+            // A one-stream listener: its service closes as its stream arrives.
+            self.ep.hosts_mut().unlisten(&peer, service);
+            self.ep.hosts_mut().hold(h);
+            let host = Host::new(EpRef::new(shared.clone()), peer);
+            let stream = InStream::new(EpRef::new(shared.clone()), h, service);
+            if let Err((_, _, stream)) = tx.send((host, service, stream)) {
+                self.discard(stream, h);
+            }
+            return;
+        }
         let tx = if service >= LISTEN_SERVICE_BASE {
             self.listeners.get(&(peer, service))
         } else {
@@ -290,11 +306,16 @@ impl State {
         let host = Host::new(EpRef::new(shared.clone()), peer);
         let stream = InStream::new(EpRef::new(shared.clone()), h, service);
         if let Err(mpsc::error::SendError((_, _, stream))) = tx.send((host, service, stream)) {
-            // The receiver went away just now: its Drop must not lock (we hold the lock).
-            stream.forget();
-            self.ep.hosts_mut().release(h);
-            let _ = self.ep.hosts_mut().reset(now, h);
+            self.discard(stream, h);
         }
+    }
+
+    /// Resets an incoming stream whose listener went away just now (its handle's Drop must
+    /// not lock: we hold the lock).
+    fn discard(&mut self, stream: InStream, h: StreamHandle) {
+        stream.forget();
+        self.ep.hosts_mut().release(h);
+        let _ = self.ep.hosts_mut().reset(Instant::now(), h);
     }
 
     /// Starts closing: no new streams, every listener closed, every stream that is not
@@ -306,6 +327,9 @@ impl State {
             self.ep.hosts_mut().unadvertise(s);
         }
         for (peer, s) in std::mem::take(&mut self.listeners).into_keys() {
+            self.ep.hosts_mut().unlisten(&peer, s);
+        }
+        for (peer, s) in std::mem::take(&mut self.replies).into_keys() {
             self.ep.hosts_mut().unlisten(&peer, s);
         }
         for h in self.live_handles() {
@@ -331,6 +355,7 @@ impl State {
         self.closing.get_or_insert_with(Instant::now);
         self.advertised.clear();
         self.listeners.clear();
+        self.replies.clear();
         self.contacts.clear();
         for h in self.live_handles() {
             let s = self.streams.entry(h);
@@ -413,6 +438,8 @@ impl Endpoint {
                 streams: Slots::default(),
                 advertised: HashMap::default(),
                 listeners: HashMap::default(),
+                replies: HashMap::default(),
+                next_reply: 0,
                 contacts: HashMap::default(),
                 close_requested: false,
                 abort_requested: false,

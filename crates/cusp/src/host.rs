@@ -7,7 +7,7 @@ use std::time::Instant;
 use cusp_proto::channel::ChannelStats;
 use cusp_proto::crypto::PublicKey;
 use cusp_proto::host::{HostInfo, HostStats};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::endpoint::{Accepted, Endpoint, EpRef};
 use crate::error::{Error, Result};
@@ -85,6 +85,32 @@ impl Host {
         st.listeners.insert((self.key, s), tx);
         drop(st);
         Ok((s, Incoming::new(self.ep.clone(), rx, me, s, Some(self.key))))
+    }
+
+    /// [`Host::listen`] for exactly one stream (a reply): cheaper than an [`Incoming`],
+    /// and the service closes as soon as its stream arrives.
+    pub(crate) fn listen_once(&self) -> Result<(u16, ReplyListener)> {
+        let mut st = self.ep.lock_open()?;
+        let s = st
+            .ep
+            .hosts_mut()
+            .listen(&self.key)
+            .map_err(|e| Error::from_service(e, None))?;
+        let (tx, rx) = oneshot::channel();
+        st.next_reply += 1;
+        let token = st.next_reply;
+        st.replies.insert((self.key, s), (token, tx));
+        drop(st);
+        let ep = self.ep.clone();
+        let (peer, service) = (self.key, s);
+        let listener = ReplyListener {
+            ep,
+            rx,
+            peer,
+            service,
+            token,
+        };
+        Ok((s, listener))
     }
 
     /// A snapshot: addresses, whether a channel is bound, live streams, listeners, counters.
@@ -169,6 +195,37 @@ impl Incoming {
     /// Polls for the next stream (see [`Incoming::accept`]).
     pub fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Option<Accepted>> {
         self.rx.poll_recv(cx)
+    }
+}
+
+/// The one stream of a [`Host::listen_once`] service. Dropping it before the stream
+/// arrived closes the service.
+pub(crate) struct ReplyListener {
+    ep: EpRef,
+    rx: oneshot::Receiver<Accepted>,
+    peer: PublicKey,
+    service: u16,
+    /// Tells our entry in the endpoint's table from a later one for the same service.
+    token: u64,
+}
+
+impl ReplyListener {
+    /// The stream; `None` if the endpoint closed first.
+    pub(crate) async fn accept(&mut self) -> Option<Accepted> {
+        (&mut self.rx).await.ok()
+    }
+}
+
+impl Drop for ReplyListener {
+    fn drop(&mut self) {
+        let key = (self.peer, self.service);
+        let mut st = self.ep.0.lock();
+        if st.replies.get(&key).is_some_and(|(t, _)| *t == self.token) {
+            st.replies.remove(&key);
+            st.ep.hosts_mut().unlisten(&self.peer, self.service);
+        }
+        // A stream delivered but never accepted is dropped (and reset) with `rx`, after
+        // the lock is gone.
     }
 }
 

@@ -139,33 +139,78 @@ impl OutStream {
         Ok(())
     }
 
-    /// Ends the stream after the bytes written (CUSP shutdown) and waits until the peer's
-    /// transport acknowledged everything: `Ok(true)`; `Ok(false)` if the stream was reset
-    /// first. Errors: [`Error::ContactFailed`], [`Error::Closed`]. It does not wait for
-    /// the peer application to read the data. No timeout: a vanished peer is retried
-    /// forever (`spec/streams.md` §3.7), so wrap it in one, e.g. [`OutStream::finish_within`].
-    pub async fn finish(mut self) -> Result<bool> {
-        std::future::poll_fn(|cx| self.poll_finish(cx)).await
+    /// Ends the stream after the bytes written (CUSP shutdown) at once, and returns a
+    /// future that waits until the peer's transport acknowledged everything: `Ok(true)`;
+    /// `Ok(false)` if the stream was reset first. Errors: [`Error::ContactFailed`],
+    /// [`Error::Closed`]. It does not wait for the peer application to read the data. No
+    /// timeout: a vanished peer is retried forever (`spec/streams.md` §3.7), so wrap it in
+    /// one, e.g. [`OutStream::finish_within`].
+    ///
+    /// The shutdown happens in this call, not at the first poll, so the end of stream
+    /// leaves with the last bytes even if the future is spawned and runs later.
+    pub fn finish(mut self) -> impl Future<Output = Result<bool>> + Send + 'static {
+        let ended = self.start_finish();
+        async move {
+            match ended {
+                Some(r) => r,
+                None => std::future::poll_fn(|cx| self.poll_finish(cx)).await,
+            }
+        }
     }
 
     /// [`OutStream::finish`] with a time limit: [`Error::Timeout`] (and the stream is
     /// reset) if the peer did not acknowledge everything in time.
-    pub async fn finish_within(mut self, limit: std::time::Duration) -> Result<bool> {
-        match tokio::time::timeout(limit, std::future::poll_fn(|cx| self.poll_finish(cx))).await {
-            Ok(r) => r,
-            Err(_) => {
-                self.reset_inner();
-                Err(Error::Timeout)
+    pub fn finish_within(
+        mut self,
+        limit: std::time::Duration,
+    ) -> impl Future<Output = Result<bool>> + Send + 'static {
+        let ended = self.start_finish();
+        async move {
+            if let Some(r) = ended {
+                return r;
+            }
+            let wait = std::future::poll_fn(|cx| self.poll_finish(cx));
+            match tokio::time::timeout(limit, wait).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.reset_inner();
+                    Err(Error::Timeout)
+                }
             }
         }
     }
 
     fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool>> {
+        if let Some(r) = self.start_finish() {
+            return Poll::Ready(r);
+        }
+        let mut st = self.ep.0.lock();
+        let end = match st.streams.get(self.h).and_then(|s| s.end()) {
+            Some(e) => Some(e),
+            None if st.closed => Some(End::Closed),
+            None => {
+                st.streams.entry(self.h).waiter = Some(cx.waker().clone());
+                None
+            }
+        };
+        drop(st);
+        match end {
+            None => Poll::Pending,
+            Some(end) => {
+                self.done = true;
+                Poll::Ready(finish_outcome(end))
+            }
+        }
+    }
+
+    /// Shuts the stream down unless that was done already; `Some` if the outcome is known
+    /// at once (the stream ended before, or the endpoint is closed).
+    fn start_finish(&mut self) -> Option<Result<bool>> {
         let mut wake = Vec::new();
         if !self.shutdown {
             let mut st = self.ep.0.lock();
             if st.closed {
-                return Poll::Ready(Err(Error::Closed));
+                return Some(Err(Error::Closed));
             }
             let now = Instant::now();
             match st.ep.hosts_mut().shutdown(now, self.h) {
@@ -184,35 +229,11 @@ impl OutStream {
                     drop(st);
                     wake_all(&mut wake);
                     self.done = true;
-                    return Poll::Ready(match end {
-                        End::Finished(d) => Ok(d),
-                        End::Reset => Ok(false),
-                        e => Err(e.error()),
-                    });
+                    return Some(finish_outcome(end));
                 }
             }
         }
-        let mut st = self.ep.0.lock();
-        let end = match st.streams.get(self.h).and_then(|s| s.end()) {
-            Some(e) => Some(e),
-            None if st.closed => Some(End::Closed),
-            None => {
-                st.streams.entry(self.h).waiter = Some(cx.waker().clone());
-                None
-            }
-        };
-        drop(st);
-        match end {
-            None => Poll::Pending,
-            Some(end) => {
-                self.done = true;
-                Poll::Ready(match end {
-                    End::Finished(d) => Ok(d),
-                    End::Reset => Ok(false),
-                    e => Err(e.error()),
-                })
-            }
-        }
+        None
     }
 
     /// Aborts the stream: queued data is dropped and the reader is told (guaranteed to be
@@ -306,6 +327,15 @@ impl OutStream {
         })
         .await?;
         Ok(Host::new(self.ep.clone(), peer))
+    }
+}
+
+/// What [`OutStream::finish`] reports for a stream that ended.
+fn finish_outcome(end: End) -> Result<bool> {
+    match end {
+        End::Finished(d) => Ok(d),
+        End::Reset => Ok(false),
+        e => Err(e.error()),
     }
 }
 

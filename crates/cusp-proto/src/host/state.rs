@@ -46,14 +46,16 @@ impl Events {
         let e = self.queue.pop_front()?;
         self.queued.remove(&e);
         if self.queue.is_empty() && self.queue.capacity() > Self::KEPT {
-            // Drained after a burst (e.g. thousands of new streams): give the room back.
-            *self = Events::default();
+            // Drained after a burst (e.g. thousands of new streams): give most of the
+            // room back, keeping enough queue that ordinary bursts never reallocate.
+            self.queue.shrink_to(Self::KEPT);
+            self.queued = HashSet::default();
         }
         Some(e)
     }
 
     /// Capacity kept when the queue drains.
-    const KEPT: usize = 64;
+    const KEPT: usize = 256;
 }
 
 /// What the host needs from the table while it works.
@@ -200,6 +202,13 @@ enum Ticket {
     In(InTicket),
 }
 
+/// The segments of one packet in flight.
+type Tickets = Vec<(StreamHandle, Ticket)>;
+
+/// Emptied ticket lists a host keeps for its next packets while others are
+/// in flight (so a busy host allocates none per packet; an idle one keeps none).
+const SPARE_TICKETS: usize = 64;
+
 /// One remote peer (§3.1).
 #[derive(Debug)]
 pub(super) struct Host {
@@ -218,7 +227,9 @@ pub(super) struct Host {
     by_id: WireIds,
     pub listeners: BTreeSet<u16>,
     pub listen_counter: u16,
-    packets: HashMap<PacketId, Vec<(StreamHandle, Ticket)>>,
+    packets: HashMap<PacketId, Tickets>,
+    /// Emptied ticket lists for reuse (at most [`SPARE_TICKETS`]).
+    spare: Vec<Tickets>,
     /// Out-streams cut short by the host-wide send limit.
     host_blocked: BTreeSet<StreamHandle>,
     pub stats: HostStats,
@@ -258,6 +269,7 @@ impl Host {
             listeners: BTreeSet::new(),
             listen_counter: 0,
             packets: HashMap::default(),
+            spare: Vec::new(),
             host_blocked: BTreeSet::new(),
             stats: HostStats {
                 bytes_sent: 0,
@@ -607,7 +619,7 @@ impl Host {
         self.ids.tick();
         let budget = buf.len() & !3;
         let mut used = 0;
-        let mut tickets: Vec<(StreamHandle, Ticket)> = Vec::new();
+        let mut tickets = self.spare.pop().unwrap_or_default();
         let mut parked: Vec<StreamHandle> = Vec::new();
         while budget - used >= MIN_PULL_ROOM {
             let Some(h) = self.sched.top_ready(ctx.now) else {
@@ -623,7 +635,8 @@ impl Host {
             else {
                 break;
             };
-            self.sched.mark_sent(h, sched, ctx.now);
+            // Out of the order while served; the refresh below puts it back.
+            self.sched.take(h, sched);
             let room = &mut buf[used..budget];
             let pulled = match kind {
                 Kind::Out(r) => {
@@ -637,8 +650,6 @@ impl Host {
                             }
                             None => {
                                 // Every free id is cooling down: try again next packet.
-                                self.sched
-                                    .set_priority(h, sched, f32::NEG_INFINITY, ctx.now);
                                 parked.push(h);
                                 continue;
                             }
@@ -674,7 +685,9 @@ impl Host {
         for h in parked {
             self.refresh(ctx, h, false);
         }
-        if !tickets.is_empty() {
+        if tickets.is_empty() {
+            self.recycle(tickets);
+        } else {
             self.packets.insert(packet, tickets);
         }
         self.stats.bytes_sent += used as u64;
@@ -694,10 +707,10 @@ impl Host {
     /// prefix of every out-stream in it (§1.7, §3.4).
     // spec: streams.md §1.7 ack(ok)
     pub(super) fn on_packet_outcome(&mut self, ctx: &mut Ctx<'_>, packet: PacketId, acked: bool) {
-        let Some(tickets) = self.packets.remove(&packet) else {
+        let Some(mut tickets) = self.packets.remove(&packet) else {
             return;
         };
-        for (h, t) in tickets {
+        for (h, t) in tickets.drain(..) {
             match t {
                 Ticket::Out(t) => {
                     if let Some(r) = ctx.streams.out_mut(h) {
@@ -715,7 +728,17 @@ impl Host {
             }
             self.refresh(ctx, h, false);
         }
+        self.recycle(tickets);
         self.wake_host_blocked(ctx);
+    }
+
+    /// Keeps an emptied ticket list for the next packet while others are in flight.
+    fn recycle(&mut self, tickets: Tickets) {
+        if self.packets.is_empty() {
+            self.spare = Vec::new();
+        } else if self.spare.len() < SPARE_TICKETS {
+            self.spare.push(tickets);
+        }
     }
 
     // ---- payload dispatch ---------------------------------------------------

@@ -19,10 +19,10 @@
 //! used = 0; tickets = []
 //! while budget - used >= MIN_PULL_ROOM:
 //!     key = sched.top_ready(now) else break
-//!     sched.mark_sent(key, &mut entry(key), now)
+//!     sched.take(key, &mut entry(key))          -- out of the order, restamped
 //!     match record(key):
 //!       Out(s, id, connect_service):
-//!         id = id or ids.allocate() (skip the record for this packet if None)
+//!         id = id or ids.allocate() (None: skip the record for this packet)
 //!         if connect_service != 0: used += write_connect(buf[used..], ids.writer_seq(id), service)
 //!         (n, t) = s.pull(id, &mut buf[used..])  -- None: undo the CONNECT, stop
 //!       In(s, id):

@@ -20,7 +20,7 @@
 //! released as soon as every byte written was acknowledged, so an idle stream
 //! holds no allocation of its own.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
@@ -136,15 +136,27 @@ enum TicketKind {
 #[derive(Debug, PartialEq, Eq)]
 pub struct OutTicket(TicketKind);
 
+/// Non-overlapping pieces of a stream, sorted by absolute start. New bytes
+/// join at the back, pulls and acknowledgements mostly take from the front
+/// and lost pieces go back near the front, so a deque (one allocation, binary
+/// search) serves them better than a tree with a node per map.
+type Pieces = VecDeque<(u64, Bytes)>;
+
+/// Puts a piece at its place in `pieces`.
+fn insert_piece(pieces: &mut Pieces, start: u64, piece: Bytes) {
+    let i = pieces.partition_point(|&(k, _)| k < start);
+    pieces.insert(i, (start, piece));
+}
+
 /// The unacknowledged bytes of a stream (only while there are any).
 #[derive(Debug, Default)]
 struct SendBuf {
-    /// Pieces waiting for (re)transmission, keyed by absolute start, non-overlapping.
-    queue: BTreeMap<u64, Bytes>,
+    /// Pieces waiting for (re)transmission.
+    queue: Pieces,
     /// Bytes of copied writes not yet moved into `queue`; they end at `send_offset`.
     tail: BytesMut,
-    /// Pieces inside unacknowledged packets, keyed by absolute start.
-    inflight: BTreeMap<u64, Bytes>,
+    /// Pieces inside unacknowledged packets.
+    inflight: Pieces,
     /// Bytes in `queue`.
     queued_bytes: usize,
     /// Bytes in `inflight`.
@@ -154,6 +166,39 @@ struct SendBuf {
 impl SendBuf {
     fn is_empty(&self) -> bool {
         self.queue.is_empty() && self.tail.is_empty() && self.inflight.is_empty()
+    }
+
+    /// Moves the tail (ending at `end`) to the back of the queue.
+    fn flush_tail(&mut self, end: u64) {
+        if !self.tail.is_empty() {
+            let start = end - self.tail.len() as u64;
+            self.queued_bytes += self.tail.len();
+            self.queue
+                .push_back((start, std::mem::take(&mut self.tail).freeze()));
+        }
+    }
+
+    /// Takes the queued bytes starting at `at`, at most `max` of them: the
+    /// front piece of the queue, or the whole tail (ending at `end`) if the
+    /// queue is empty and it fits, without a trip through the queue.
+    fn take_at(&mut self, at: u64, max: usize, end: u64) -> Option<Bytes> {
+        if self.queue.is_empty()
+            && !self.tail.is_empty()
+            && self.tail.len() <= max
+            && end - self.tail.len() as u64 == at
+        {
+            return Some(std::mem::take(&mut self.tail).freeze());
+        }
+        if self.queue.is_empty() {
+            self.flush_tail(end);
+        }
+        let (_, mut piece) = self.queue.pop_front_if(|(k, _)| *k == at)?;
+        if piece.len() > max {
+            let rest = piece.split_off(max);
+            self.queue.push_front((at + max as u64, rest));
+        }
+        self.queued_bytes -= piece.len();
+        Some(piece)
     }
 }
 
@@ -270,10 +315,10 @@ impl OutStream {
         self.check_writable()?;
         let n = data.len().min(self.writable_space(config));
         if n > 0 {
-            self.flush_tail();
             let offset = self.send_offset;
             let b = self.buf_mut();
-            b.queue.insert(offset, data.slice(..n));
+            b.flush_tail(offset);
+            b.queue.push_back((offset, data.slice(..n)));
             b.queued_bytes += n;
             self.accepted(n);
         }
@@ -408,22 +453,10 @@ impl OutStream {
 
     fn first_queued(&self) -> Option<u64> {
         let b = self.buf.as_deref()?;
-        match b.queue.first_key_value() {
-            Some((&k, _)) => Some(k),
+        match b.queue.front() {
+            Some(&(k, _)) => Some(k),
             None if !b.tail.is_empty() => Some(self.send_offset - b.tail.len() as u64),
             None => None,
-        }
-    }
-
-    fn flush_tail(&mut self) {
-        let end = self.send_offset;
-        if let Some(b) = self.buf.as_deref_mut()
-            && !b.tail.is_empty()
-        {
-            let start = end - b.tail.len() as u64;
-            b.queued_bytes += b.tail.len();
-            let piece = b.tail.split().freeze();
-            b.queue.insert(start, piece);
         }
     }
 
@@ -462,7 +495,6 @@ impl OutStream {
             self.state = State::Reset(ResetPhase::Inflight);
             return Some((n, OutTicket(TicketKind::WriterResets)));
         }
-        self.flush_tail();
         let off = self.first_queued().unwrap_or(self.send_offset);
         let hdr = data_header_len(off as u32);
         if buf.len() < hdr {
@@ -475,24 +507,17 @@ impl OutStream {
             .min(usize::try_from(credit).unwrap_or(usize::MAX));
         let body = &mut buf[hdr..];
         let mut len = 0usize;
+        let end = self.send_offset;
         if let Some(b) = self.buf.as_deref_mut() {
-            while len < room {
-                let Some(entry) = b.queue.first_entry() else {
-                    break;
-                };
-                if *entry.key() != off + len as u64 {
-                    break; // a gap ends the segment
-                }
-                let mut piece = entry.remove();
-                if piece.len() > room - len {
-                    let rest = piece.split_off(room - len);
-                    b.queue.insert(off + (room as u64), rest);
-                }
-                body[len..len + piece.len()].copy_from_slice(&piece);
-                b.inflight.insert(off + len as u64, piece.clone());
-                len += piece.len();
+            // A gap (or the end of what is queued) ends the segment.
+            while len < room
+                && let Some(piece) = b.take_at(off + len as u64, room - len, end)
+            {
+                let n = piece.len();
+                body[len..len + n].copy_from_slice(&piece);
+                insert_piece(&mut b.inflight, off + len as u64, piece);
+                len += n;
             }
-            b.queued_bytes -= len;
             b.inflight_bytes += len;
         }
         let eof =
@@ -532,12 +557,13 @@ impl OutStream {
                 let end = start + u64::from(len);
                 let requeue = !acked && !matches!(self.state, State::Reset(_));
                 if let Some(b) = self.buf.as_deref_mut() {
-                    while let Some((&k, _)) = b.inflight.range(start..end).next() {
-                        let piece = b.inflight.remove(&k).expect("key just found");
+                    let i = b.inflight.partition_point(|&(k, _)| k < start);
+                    let n = b.inflight.range(i..).take_while(|&&(k, _)| k < end).count();
+                    for (k, piece) in b.inflight.drain(i..i + n) {
                         b.inflight_bytes -= piece.len();
                         if requeue {
                             b.queued_bytes += piece.len();
-                            b.queue.insert(k, piece);
+                            insert_piece(&mut b.queue, k, piece);
                         }
                     }
                 }

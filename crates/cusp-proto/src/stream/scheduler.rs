@@ -4,7 +4,14 @@
 //! `-inf`) are ordered by priority, highest first, then by a strictly
 //! increasing stamp that is renewed whenever the record is served, so streams
 //! of equal priority take turns segment by segment. Control work uses `+inf`.
-//! Insert, remove, priority change and selection are `O(log n)`.
+//! Insert, remove, priority change and selection are `O(log n)` (amortized).
+//!
+//! The order is a binary heap with lazy deletion: a record that leaves or
+//! changes priority only leaves the map of eligible records, and its old
+//! heap entry is dropped once it reaches the top (the top is always current)
+//! or when stale entries outnumber live ones. Served records get the newest
+//! stamp, so they enter at the bottom of the heap and leave from the top: no
+//! allocation and no rebalancing per segment, unlike an ordered tree.
 //!
 //! Each record's priority and stamp ([`SchedEntry`]) live with the caller (in
 //! the stream's own record) and are passed in by reference; the scheduler
@@ -29,8 +36,8 @@
 //! otherwise idle; it never triggers more traffic than that. The host should
 //! arm a timer for [`Scheduler::next_boost`] to re-announce.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
 use std::hash::Hash;
 
 use crate::hash::HashMap;
@@ -39,25 +46,29 @@ use std::time::{Duration, Instant};
 /// Default delay after which waiting negative-priority work is boosted.
 pub const DEFAULT_STARVATION_DELAY: Duration = Duration::from_millis(250);
 
-/// A priority with a total order (`-0.0` is treated as `0.0`; NaN is never stored).
-#[derive(Clone, Copy, Debug)]
-struct Prio(f32);
+/// An eligible record's place in the order as one integer, so that the heap
+/// compares a `u128` instead of a float and a stamp: priority descending (in
+/// `f32::total_cmp` order; `-0.0` never reaches it, NaN is never stored) in
+/// the high half, the stamp ascending in the low half.
+fn order_key(priority: f32, stamp: u64) -> u128 {
+    let bits = priority.to_bits();
+    // Unsigned order of `asc` is the total order of the floats.
+    let asc = if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 1 << 31
+    };
+    u128::from(!asc) << 64 | u128::from(stamp)
+}
 
-impl PartialEq for Prio {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Prio {}
-impl PartialOrd for Prio {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Prio {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0)
-    }
+/// The priority encoded in an [`order_key`].
+fn key_priority(key: u128) -> f32 {
+    let asc = !((key >> 64) as u32);
+    f32::from_bits(if asc >> 31 == 1 {
+        asc & !(1 << 31)
+    } else {
+        !asc
+    })
 }
 
 /// One record's place in a [`Scheduler`]: created by [`Scheduler::insert`],
@@ -72,7 +83,8 @@ pub struct SchedEntry {
 /// What the scheduler keeps of an eligible record.
 #[derive(Clone, Copy, Debug)]
 struct Eligible {
-    priority: f32,
+    /// Its current [`order_key`] (priority and stamp).
+    key: u128,
     /// When a negative-priority record started waiting.
     since: Option<Instant>,
 }
@@ -80,11 +92,12 @@ struct Eligible {
 /// Per-host scheduler over records keyed by `K` (the host's stream handle).
 #[derive(Debug)]
 pub struct Scheduler<K> {
-    /// Eligible records: (priority desc, stamp asc).
-    order: BTreeSet<(Reverse<Prio>, u64, K)>,
+    /// Eligible records by [`order_key`], smallest first, plus stale entries
+    /// (not matching `eligible`) below a current top.
+    order: BinaryHeap<Reverse<(u128, K)>>,
     /// Eligible negative records by waiting time: (since, stamp, key).
     waiting: BTreeSet<(Instant, u64, K)>,
-    /// Priority (and waiting time) of every eligible record.
+    /// Order key (and waiting time) of every eligible record.
     eligible: HashMap<K, Eligible>,
     next_stamp: u64,
     starvation_delay: Duration,
@@ -100,7 +113,7 @@ impl<K: Copy + Ord + Hash> Scheduler<K> {
     /// An empty scheduler boosting negative work after `starvation_delay`.
     pub fn new(starvation_delay: Duration) -> Self {
         Scheduler {
-            order: BTreeSet::new(),
+            order: BinaryHeap::new(),
             waiting: BTreeSet::new(),
             eligible: HashMap::default(),
             next_stamp: 0,
@@ -120,12 +133,32 @@ impl<K: Copy + Ord + Hash> Scheduler<K> {
         if self.eligible.capacity() > 4 * self.eligible.len() + 64 {
             self.eligible.shrink_to(2 * self.eligible.len());
         }
-        self.order
-            .remove(&(Reverse(Prio(x.priority)), e.stamp, key));
         if let Some(since) = x.since {
             self.waiting.remove(&(since, e.stamp, key));
         }
+        self.settle();
         Some(x)
+    }
+
+    /// Restores the heap's invariant after a record left `eligible`: stale
+    /// entries leave the top, and the heap is rebuilt from `eligible` once
+    /// stale entries dominate (so it stays within twice the eligible records).
+    fn settle(&mut self) {
+        let eligible = &self.eligible;
+        let current = |&Reverse((k, key)): &Reverse<(u128, K)>| {
+            eligible.get(&key).is_some_and(|x| x.key == k)
+        };
+        while self.order.peek().is_some_and(|top| !current(top)) {
+            self.order.pop();
+        }
+        if self.order.len() > 2 * eligible.len() + 64 {
+            self.order.clear();
+            self.order
+                .extend(eligible.iter().map(|(&key, x)| Reverse((x.key, key))));
+        }
+        if self.order.capacity() > 4 * self.order.len() + 64 {
+            self.order.shrink_to(2 * self.order.len());
+        }
     }
 
     /// Indexes the record at `priority` (nothing for `-inf`); `since` is when
@@ -142,11 +175,12 @@ impl<K: Copy + Ord + Hash> Scheduler<K> {
             return;
         }
         let since = (priority < 0.0).then(|| since.unwrap_or(now));
-        self.order.insert((Reverse(Prio(priority)), e.stamp, key));
+        let k = order_key(priority, e.stamp);
+        self.order.push(Reverse((k, key)));
         if let Some(t) = since {
             self.waiting.insert((t, e.stamp, key));
         }
-        self.eligible.insert(key, Eligible { priority, since });
+        self.eligible.insert(key, Eligible { key: k, since });
     }
 
     /// Adds a record stamped as the newest and returns its entry, which the
@@ -166,7 +200,7 @@ impl<K: Copy + Ord + Hash> Scheduler<K> {
     pub fn set_priority(&mut self, key: K, e: &SchedEntry, priority: f32, now: Instant) {
         let priority = normalize(priority);
         let unchanged = match self.eligible.get(&key) {
-            Some(x) => x.priority == priority,
+            Some(x) => key_priority(x.key) == priority,
             None => priority == f32::NEG_INFINITY,
         };
         if unchanged {
@@ -185,7 +219,7 @@ impl<K: Copy + Ord + Hash> Scheduler<K> {
     pub fn priority(&self, key: K) -> f32 {
         self.eligible
             .get(&key)
-            .map_or(f32::NEG_INFINITY, |x| x.priority)
+            .map_or(f32::NEG_INFINITY, |x| key_priority(x.key))
     }
 
     /// The record to serve next: a boosted starving record, else the eligible
@@ -197,16 +231,16 @@ impl<K: Copy + Ord + Hash> Scheduler<K> {
         {
             return Some(key);
         }
-        self.order.first().map(|&(_, _, key)| key)
+        self.order.peek().map(|&Reverse((_, key))| key)
     }
 
-    /// Restamps a record after it was pulled (round robin among equals).
-    pub fn mark_sent(&mut self, key: K, e: &mut SchedEntry, now: Instant) {
-        let priority = self
-            .unlink(key, e)
-            .map_or(f32::NEG_INFINITY, |x| x.priority);
+    /// Takes a record out of the selection while it is served and restamps
+    /// it (round robin among equals); the caller then sets its priority again
+    /// with [`Scheduler::set_priority`], which restarts a negative record's
+    /// waiting clock. One index update per served segment instead of two.
+    pub fn take(&mut self, key: K, e: &mut SchedEntry) {
+        self.unlink(key, e);
         e.stamp = self.stamp();
-        self.link(key, e, priority, None, now);
     }
 
     /// The priority the host announces to its channel: the best eligible
@@ -216,8 +250,8 @@ impl<K: Copy + Ord + Hash> Scheduler<K> {
     pub fn announce(&self, now: Instant) -> f32 {
         let best = self
             .order
-            .first()
-            .map_or(f32::NEG_INFINITY, |&(Reverse(p), _, _)| p.0);
+            .peek()
+            .map_or(f32::NEG_INFINITY, |&Reverse((k, _))| key_priority(k));
         if best >= 0.0 {
             return best;
         }
@@ -280,7 +314,9 @@ mod tests {
         }
         fn mark_sent(&mut self, k: u32, now: Instant) {
             let e = self.e.get_mut(&k).unwrap();
-            self.s.mark_sent(k, e, now);
+            let p = self.s.priority(k);
+            self.s.take(k, e);
+            self.s.set_priority(k, e, p, now);
         }
         fn len(&self) -> usize {
             self.e.len()
@@ -379,6 +415,47 @@ mod tests {
         s.remove(1);
         assert_eq!(s.next_boost(), None);
         assert_eq!(s.top_ready(now + 9 * d), Some(2));
+    }
+
+    #[test]
+    fn order_keys_sort_like_priorities_then_stamps() {
+        let ps = [
+            f32::INFINITY,
+            f32::MAX,
+            7.5,
+            1.0,
+            0.0,
+            -1e-30,
+            -2.0,
+            f32::MIN,
+        ];
+        for (i, &p) in ps.iter().enumerate() {
+            assert_eq!(key_priority(order_key(p, 9)), p);
+            assert!(order_key(p, 1) < order_key(p, 2));
+            if let Some(&lower) = ps.get(i + 1) {
+                assert!(
+                    order_key(p, u64::MAX) < order_key(lower, 0),
+                    "{p} before {lower}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn stale_heap_entries_stay_bounded() {
+        let now = t0();
+        let mut s = Keyed::new(DEFAULT_STARVATION_DELAY);
+        s.insert(1, 1.0, now);
+        s.insert(2, 1.5, now);
+        for i in 0..10_000 {
+            s.set_priority(1, if i % 2 == 0 { 2.0 } else { 1.0 }, now);
+        }
+        assert!(s.s.order.len() <= 2 * 2 + 65, "{}", s.s.order.len());
+        assert_eq!(s.top_ready(now), Some(2));
+        s.set_priority(1, 2.0, now);
+        assert_eq!(s.top_ready(now), Some(1));
+        s.remove(1);
+        assert_eq!((s.top_ready(now), s.announce(now)), (Some(2), 1.5));
     }
 
     #[test]
