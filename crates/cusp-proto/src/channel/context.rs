@@ -62,8 +62,16 @@ pub trait ChannelContext {
     /// a datagram, §5.2).
     fn host_priority(&self) -> Option<f32>;
 
-    /// The bound host has no live streams (finish flag, fast close, §4.8).
+    /// The bound host has no live streams (fast close on the peer's finish
+    /// flag, a NOSTATE closes rather than renegotiates, §4.8).
     fn host_is_zombie(&self) -> bool;
+
+    /// The bound host says it is idle: our finish flag and the datagram that
+    /// announces it. Defaults to [`host_is_zombie`](Self::host_is_zombie); a
+    /// host table may wait a grace period after the last stream ended.
+    fn host_announces_idle(&self) -> bool {
+        self.host_is_zombie()
+    }
 
     /// Fill `buf` (the stream budget) with stream payload; returns the length
     /// and the id under which the datagram's fate will be reported.

@@ -130,7 +130,7 @@ impl<C: CongestionControl> Established<C> {
     /// after the 240 s idle timer (§4.8 graceful close). The reference only
     /// sends it in answer to an empty datagram.
     pub(super) fn priority(&self, requested: bool, ctx: &impl ChannelContext) -> Option<f32> {
-        if requested || self.acks.wants_ack() || (!self.finish_sent && ctx.host_is_zombie()) {
+        if requested || self.acks.wants_ack() || (!self.finish_sent && ctx.host_announces_idle()) {
             return Some(f32::INFINITY);
         }
         ctx.host_priority().filter(|_| self.cc.window_open())
@@ -198,7 +198,7 @@ impl<C: CongestionControl> Established<C> {
             self.stats.payload_bytes_sent += filled as u64;
         }
         let (asn, acklen) = self.acks.take_ack(now);
-        self.finish_sent = ctx.host_is_zombie();
+        self.finish_sent = ctx.host_announces_idle();
         let header = DataHeader::new(self.finish_sent, tsn, u32::from(acklen), u64::from(asn));
         header.emit(buf).expect("buffer holds the header");
         let len = HEADER_LEN + filled + MAC_LEN;
@@ -280,7 +280,7 @@ impl<C: CongestionControl> Established<C> {
         let zombie = ctx.host_is_zombie();
         if (header.finish || self.loopback) && zombie {
             AfterData::Close
-        } else if payload.is_empty() && zombie {
+        } else if payload.is_empty() && ctx.host_announces_idle() {
             AfterData::Transmit
         } else {
             AfterData::Continue

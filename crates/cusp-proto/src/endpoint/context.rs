@@ -108,6 +108,12 @@ impl<H: HostLayer> ChannelContext for Ctx<'_, H> {
             .is_none_or(|p| self.core.hosts.is_zombie(p))
     }
 
+    fn host_announces_idle(&self) -> bool {
+        self.peer
+            .as_ref()
+            .is_none_or(|p| self.core.hosts.announces_idle(p))
+    }
+
     fn pull(&mut self, now: Instant, buf: &mut [u8]) -> (usize, PacketId) {
         match self.peer {
             Some(p) => self.core.hosts.pull(now, p, buf),
@@ -168,6 +174,10 @@ impl<H: HostLayer> ChannelContext for PeekCtx<'_, H> {
 
     fn host_is_zombie(&self) -> bool {
         self.peer.is_none_or(|p| self.core.hosts.is_zombie(p))
+    }
+
+    fn host_announces_idle(&self) -> bool {
+        self.peer.is_none_or(|p| self.core.hosts.announces_idle(p))
     }
 
     fn pull(&mut self, _now: Instant, _buf: &mut [u8]) -> (usize, PacketId) {

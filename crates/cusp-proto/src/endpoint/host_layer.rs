@@ -43,8 +43,14 @@ pub trait HostLayer {
     /// Most urgent pending work of `peer`: `Some(p ≥ 0)` or `None` (§5.2).
     fn priority(&self, peer: &PublicKey) -> Option<f32>;
 
-    /// `peer` has no live streams (finish flag, fast close).
+    /// `peer` has no live streams (fast close on the peer's finish flag).
     fn is_zombie(&self, peer: &PublicKey) -> bool;
+
+    /// `peer` says it is idle (our finish flag); defaults to
+    /// [`HostLayer::is_zombie`].
+    fn announces_idle(&self, peer: &PublicKey) -> bool {
+        self.is_zombie(peer)
+    }
 
     /// Fill `buf` with `peer`'s next payload; returns its length and an id for
     /// [`HostLayer::on_packet_outcome`].

@@ -854,6 +854,10 @@ impl HostLayer for HostTable {
     }
 
     fn is_zombie(&self, peer: &PublicKey) -> bool {
+        self.hosts.get(peer).is_none_or(Host::is_zombie)
+    }
+
+    fn announces_idle(&self, peer: &PublicKey) -> bool {
         self.hosts
             .get(peer)
             .is_none_or(|h| h.announces_idle(self.now))

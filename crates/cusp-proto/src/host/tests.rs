@@ -105,14 +105,6 @@ impl Node {
     }
 }
 
-/// The reference's behaviour: a host without streams tells its channel so at once.
-fn no_grace() -> HostConfig {
-    HostConfig {
-        idle_grace: Duration::ZERO,
-        ..HostConfig::default()
-    }
-}
-
 fn pair(ca: HostConfig, cb: HostConfig, now: Instant) -> (Node, Node) {
     let mut a = Node::new(1, ca, now);
     let mut b = Node::new(2, cb, now);
@@ -225,7 +217,7 @@ fn write_all(
 #[test]
 fn one_stream_bytes_arrive() {
     let now = Instant::now();
-    let (mut a, mut b) = pair(no_grace(), no_grace(), now);
+    let (mut a, mut b) = pair(HostConfig::default(), HostConfig::default(), now);
     b.t.advertise(Some(23)).unwrap();
     let s = a.t.connect(now, &b.key, 23).unwrap();
     let data = pattern(1, 300_000);
@@ -332,7 +324,7 @@ fn connect_prefix_until_first_ack() {
 #[test]
 fn unknown_service_reset_unless_eof_in_first_segment() {
     let now = Instant::now();
-    let (mut a, mut b) = pair(no_grace(), no_grace(), now);
+    let (mut a, mut b) = pair(HostConfig::default(), HostConfig::default(), now);
     let s1 = a.t.connect(now, &b.key, 25).unwrap();
     a.t.write(now, s1, b"nobody listens").unwrap();
     let s2 = a.t.connect(now, &b.key, 25).unwrap();
@@ -648,14 +640,15 @@ fn idle_teardown_and_reconnect() {
     a.t.shutdown(now, s).unwrap();
     let later = now + Duration::from_secs(10);
     pump(&mut a, &mut b, later, &mut Link::perfect());
-    // Idle, but the channel hears so only after the grace period.
-    assert!(!a.t.is_zombie(&b.key));
+    // Idle (a finish flag from the peer closes the channel), but our own finish
+    // flag waits for the grace period.
+    assert!(a.t.is_zombie(&b.key) && !a.t.announces_idle(&b.key));
     let grace_end = later + IDLE_GRACE;
     assert_eq!(a.t.poll_timeout(), Some(grace_end));
     a.t.handle_timeout(grace_end - Duration::from_millis(1));
-    assert!(!a.t.is_zombie(&b.key));
+    assert!(!a.t.announces_idle(&b.key));
     a.t.handle_timeout(grace_end);
-    assert!(a.t.is_zombie(&b.key));
+    assert!(a.t.announces_idle(&b.key));
     assert_eq!(a.t.poll_channel_request(), None);
     a.t.handle_timeout(later + Duration::from_secs(239));
     assert_eq!(a.t.poll_channel_request(), None);
