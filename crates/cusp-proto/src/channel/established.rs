@@ -76,6 +76,8 @@ pub(super) struct Established<C: CongestionControl = Reno> {
     pub(super) tail: Tail,
     /// The last DATA we sent carried the finish flag.
     finish_sent: bool,
+    /// The peer's last DATA carried the finish flag: it is idle.
+    peer_finished: bool,
     /// Tail of the last DATA we sent with the finish flag: while idle we also
     /// accept a NOSTATE echoing it (docs/decisions.md "Closing NOSTATE").
     pub(super) finish_tail: Tail,
@@ -107,6 +109,7 @@ impl<C: CongestionControl + Default> Established<C> {
             loopback,
             tail: Tail::EMPTY,
             finish_sent: false,
+            peer_finished: false,
             finish_tail: Tail::EMPTY,
             tsn: initial_tsn,
             // Both peers use the same initial TSN (a testing knob, see ChannelConfig).
@@ -130,7 +133,7 @@ impl<C: CongestionControl> Established<C> {
     /// after the 240 s idle timer (§4.8 graceful close). The reference only
     /// sends it in answer to an empty datagram.
     pub(super) fn priority(&self, requested: bool, ctx: &impl ChannelContext) -> Option<f32> {
-        if requested || self.acks.wants_ack() || (!self.finish_sent && ctx.host_announces_idle()) {
+        if requested || self.acks.wants_ack() || (!self.finish_sent && self.says_idle(ctx)) {
             return Some(f32::INFINITY);
         }
         ctx.host_priority().filter(|_| self.cc.window_open())
@@ -198,7 +201,7 @@ impl<C: CongestionControl> Established<C> {
             self.stats.payload_bytes_sent += filled as u64;
         }
         let (asn, acklen) = self.acks.take_ack(now);
-        self.finish_sent = ctx.host_announces_idle();
+        self.finish_sent = self.says_idle(ctx);
         let header = DataHeader::new(self.finish_sent, tsn, u32::from(acklen), u64::from(asn));
         header.emit(buf).expect("buffer holds the header");
         let len = HEADER_LEN + filled + MAC_LEN;
@@ -278,13 +281,22 @@ impl<C: CongestionControl> Established<C> {
         }
         // The reference evaluates the close rule even for duplicates.
         let zombie = ctx.host_is_zombie();
+        self.peer_finished = header.finish;
         if (header.finish || self.loopback) && zombie {
             AfterData::Close
-        } else if payload.is_empty() && ctx.host_announces_idle() {
+        } else if payload.is_empty() && self.says_idle(ctx) {
             AfterData::Transmit
         } else {
             AfterData::Continue
         }
+    }
+
+    /// Whether our DATA says the host is idle (the finish flag): once the host
+    /// announces it, or at once when it has no streams and the peer said it is
+    /// idle too (the channel then closes; waiting would only keep a peer that
+    /// is done, or closing, waiting).
+    fn says_idle(&self, ctx: &impl ChannelContext) -> bool {
+        ctx.host_announces_idle() || (self.peer_finished && ctx.host_is_zombie())
     }
 
     /// Tear down the reliability stack: every outstanding datagram is reported
