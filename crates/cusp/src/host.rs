@@ -9,7 +9,7 @@ use cusp_proto::crypto::PublicKey;
 use cusp_proto::host::{HostInfo, HostStats};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::endpoint::{Accepted, Endpoint, EpRef};
+use crate::endpoint::{Accepted, Endpoint, EpRef, State};
 use crate::error::{Error, Result};
 use crate::stream::OutStream;
 
@@ -74,33 +74,37 @@ impl Host {
     /// host only, e.g. to receive replies (`spec/streams.md` §4.3). Dropping the
     /// [`Incoming`] closes it.
     pub fn listen(&self) -> Result<(u16, Incoming)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let me = tx.downgrade();
+        let s = self.open_service(|st, s| {
+            st.listeners.insert((self.key, s), tx);
+        })?;
+        Ok((s, Incoming::new(self.ep.clone(), rx, me, s, Some(self.key))))
+    }
+
+    /// Opens a per-host service number and lets `register` record what takes its
+    /// streams, under one lock.
+    fn open_service(&self, register: impl FnOnce(&mut State, u16)) -> Result<u16> {
         let mut st = self.ep.lock_open()?;
         let s = st
             .ep
             .hosts_mut()
             .listen(&self.key)
             .map_err(|e| Error::from_service(e, None))?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let me = tx.downgrade();
-        st.listeners.insert((self.key, s), tx);
-        drop(st);
-        Ok((s, Incoming::new(self.ep.clone(), rx, me, s, Some(self.key))))
+        register(&mut st, s);
+        Ok(s)
     }
 
     /// [`Host::listen`] for exactly one stream (a reply): cheaper than an [`Incoming`],
     /// and the service closes as soon as its stream arrives.
     pub(crate) fn listen_once(&self) -> Result<(u16, ReplyListener)> {
-        let mut st = self.ep.lock_open()?;
-        let s = st
-            .ep
-            .hosts_mut()
-            .listen(&self.key)
-            .map_err(|e| Error::from_service(e, None))?;
         let (tx, rx) = oneshot::channel();
-        st.next_reply += 1;
-        let token = st.next_reply;
-        st.replies.insert((self.key, s), (token, tx));
-        drop(st);
+        let mut token = 0;
+        let s = self.open_service(|st, s| {
+            st.next_reply += 1;
+            token = st.next_reply;
+            st.replies.insert((self.key, s), (token, tx));
+        })?;
         let ep = self.ep.clone();
         let (peer, service) = (self.key, s);
         let listener = ReplyListener {

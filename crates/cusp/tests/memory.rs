@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use cusp::proto::HostConfig;
-use cusp::{Endpoint, EndpointConfig};
+use cusp::{Endpoint, EndpointConfig, Incoming};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
@@ -57,6 +57,17 @@ where
     })
 }
 
+/// The reading side's endpoint, accepting `SERVICE`; its address goes to `addr_tx`.
+fn reader_endpoint(n: usize, addr_tx: oneshot::Sender<SocketAddrV4>) -> (Endpoint, Incoming) {
+    let ep = Endpoint::bind(config(n)).unwrap();
+    let incoming = ep.advertise(Some(SERVICE)).unwrap();
+    let port = ep.local_addr().port();
+    addr_tx
+        .send(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+        .unwrap();
+    (ep, incoming)
+}
+
 /// Lets acknowledgements and barrier updates settle.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -70,12 +81,7 @@ fn measure(n: usize) -> [f64; 2] {
     let (read_tx, read_rx) = oneshot::channel::<()>();
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let reader = side_thread(2, async move {
-        let ep = Endpoint::bind(config(n)).unwrap();
-        let mut incoming = ep.advertise(Some(SERVICE)).unwrap();
-        let port = ep.local_addr().port();
-        addr_tx
-            .send(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
-            .unwrap();
+        let (ep, mut incoming) = reader_endpoint(n, addr_tx);
         let mut b = [0u8; 1];
         let (_, _, mut first) = incoming.accept().await.unwrap();
         first.read_exact(&mut b).await.unwrap();
@@ -165,12 +171,7 @@ fn churn_growth(n: usize) -> [f64; 2] {
     let (base_tx, base_rx) = oneshot::channel::<()>();
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let reader = side_thread(2, async move {
-        let ep = Endpoint::bind(config(n)).unwrap();
-        let mut incoming = ep.advertise(Some(SERVICE)).unwrap();
-        let port = ep.local_addr().port();
-        addr_tx
-            .send(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
-            .unwrap();
+        let (ep, mut incoming) = reader_endpoint(n, addr_tx);
         let accept = tokio::spawn(async move {
             while let Some((_, _, s)) = incoming.accept().await {
                 s.read_to_end(16).await.unwrap();
